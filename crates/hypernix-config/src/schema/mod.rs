@@ -1,0 +1,58 @@
+//! The typed `hypervisor.*` option tree, one module per section.
+//!
+//! Every struct denies unknown attributes and fills defaults, so a configuration that
+//! deserializes is complete; `validate` then checks what types alone cannot (ranges and
+//! references between sections).
+
+pub mod backup;
+pub mod composition;
+pub mod compute;
+pub mod mesh;
+pub mod security;
+pub mod services;
+pub mod storage;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Problems;
+
+/// The whole `hypervisor` attribute set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Hypervisor {
+    /// Tags, policies and compute units.
+    pub compute: compute::Compute,
+    /// Heat-map storage tiers.
+    pub storage: storage::Storage,
+    /// Clustering.
+    pub mesh: mesh::Mesh,
+    /// Capabilities and principals.
+    pub security: security::Security,
+    /// Backup repositories and sources.
+    pub backup: backup::Backup,
+    /// Components and blueprints.
+    pub composition: composition::Composition,
+    /// The GraphQL API.
+    pub api: services::Api,
+    /// The event bus.
+    pub events: services::Events,
+    /// Metrics and anomaly detection.
+    pub monitoring: services::Monitoring,
+    /// Live migration.
+    pub migration: services::Migration,
+}
+
+impl Hypervisor {
+    /// Checks ranges and cross-references that the types cannot express.
+    pub(crate) fn validate(&self, problems: &mut Problems) {
+        self.storage.validate(problems);
+        self.mesh.validate(problems);
+        self.security.validate(problems);
+        self.backup.validate(self, problems);
+        self.composition.validate(problems);
+        self.api.validate(problems);
+        self.events.validate(problems);
+        self.monitoring.validate(problems);
+        self.migration.validate(problems);
+    }
+}
