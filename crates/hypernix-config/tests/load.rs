@@ -293,3 +293,36 @@ fn malformed_files() {
         has(&errors, parts);
     }
 }
+
+#[test]
+fn a_unit_names_an_existing_blueprint() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "bp.nix",
+        r#"{
+  hypervisor.composition.components.web.type = "service";
+  hypervisor.composition.blueprints.secure-web.components = [ { component = "web"; } ];
+  hypervisor.compute.units.a.labels.blueprint = "secure-wbe";
+  hypervisor.compute.units.b.blueprint = "nope";
+  hypervisor.compute.units.c.labels.blueprint = "secure-web";
+}"#,
+    );
+    let errors = errors_of(load_paths(&[f]));
+    has(
+        &errors,
+        &[
+            "hypervisor.compute.units.a.labels.blueprint",
+            "unknown blueprint `secure-wbe`",
+            "did you mean `secure-web`",
+        ],
+    );
+    has(
+        &errors,
+        &[
+            "hypervisor.compute.units.b.blueprint",
+            "unknown blueprint `nope`",
+        ],
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}

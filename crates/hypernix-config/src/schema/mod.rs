@@ -54,5 +54,29 @@ impl Hypervisor {
         self.events.validate(problems);
         self.monitoring.validate(problems);
         self.migration.validate(problems);
+        self.validate_blueprint_refs(problems);
+    }
+
+    /// A unit's `blueprint` (or `labels.blueprint`, as the seed writes it) must exist.
+    fn validate_blueprint_refs(&self, problems: &mut Problems) {
+        let blueprints = &self.composition.blueprints;
+        for (name, unit) in &self.compute.units {
+            let path = crate::AttrPath::root()
+                .join("compute")
+                .join("units")
+                .join(name);
+            let refs = [
+                (unit.blueprint.as_ref(), path.join("blueprint")),
+                (
+                    unit.labels.get("blueprint"),
+                    path.join("labels").join("blueprint"),
+                ),
+            ];
+            for (blueprint, at) in refs {
+                if let Some(b) = blueprint.filter(|b| !blueprints.contains_key(*b)) {
+                    problems.unknown_ref(at, "blueprint", b, blueprints.keys());
+                }
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@ pub struct Repository {
     #[serde(default)]
     pub compression: Compression,
     /// Chunking and deduplication.
+    #[serde(default)]
     pub deduplication: Deduplication,
     /// Which snapshots are kept.
     #[serde(default)]
@@ -106,16 +107,14 @@ pub enum CompressionAlgorithm {
 }
 
 /// `repositories.NAME.deduplication`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Deduplication {
     /// How data is cut into chunks.
-    #[serde(default)]
     pub algorithm: DedupAlgorithm,
     /// Chunk size bounds.
     pub chunk_size: ChunkSize,
     /// Delta-encoding chunks against similar ones.
-    #[serde(default)]
     pub similarity: Similarity,
 }
 
@@ -130,9 +129,9 @@ pub enum DedupAlgorithm {
     FixedBlock,
 }
 
-/// `deduplication.chunkSize`.
+/// `deduplication.chunkSize`; the defaults are restic's (512Ki, 1Mi, 8Mi).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ChunkSize {
     /// Smallest chunk.
     pub min: Size,
@@ -140,6 +139,16 @@ pub struct ChunkSize {
     pub avg: Size,
     /// Largest chunk.
     pub max: Size,
+}
+
+impl Default for ChunkSize {
+    fn default() -> Self {
+        ChunkSize {
+            min: Size(512 << 10),
+            avg: Size::mib(1),
+            max: Size::mib(8),
+        }
+    }
 }
 
 /// `deduplication.similarity`.

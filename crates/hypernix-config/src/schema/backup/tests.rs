@@ -174,6 +174,15 @@ fn examples_nix_backup_is_clean() {
 }
 
 #[test]
+fn chunk_sizes_default_to_restics() {
+    let b = parse(json!({ "repositories": { "r": { "location": "/b" } } })).unwrap();
+    assert_eq!(
+        b.repositories["r"].deduplication.chunk_size.avg,
+        Size::mib(1)
+    );
+}
+
+#[test]
 fn malformed_input_names_the_attribute() {
     let cases = [
         (
@@ -182,14 +191,9 @@ fn malformed_input_names_the_attribute() {
             "missing field `location`",
         ),
         (
-            json!({ "repositories": { "r": { "location": "/b" } } }),
-            "repositories.r",
-            "missing field `deduplication`",
-        ),
-        (
-            json!({ "repositories": { "r": { "location": "/b", "deduplication": { "chunkSize": { "min": "1Mi", "avg": "2Mi" } } } } }),
-            "repositories.r.deduplication.chunkSize",
-            "missing field `max`",
+            json!({ "repositories": { "r": { "location": "/b", "deduplication": { "chunkSize": { "min": "1Mi", "avg": "lots" } } } } }),
+            "repositories.r.deduplication.chunkSize.avg",
+            "a size",
         ),
         (
             repo(json!({ "encryption": { "algorithm": "rot13" } })),
