@@ -3,7 +3,8 @@
 //!
 //! Live: labels, tags and policies lists, workload, placement, lifecycle and persistence
 //! settings (they change no VM hardware); compute units within the vCPU maximum set at
-//! boot (vCPU hotplug); memory at or below the size the unit booted with (the balloon).
+//! boot (vCPU hotplug; adding only, as QEMU cannot reliably re-plug a removed vCPU);
+//! memory at or below the size the unit booted with (the balloon).
 //! Everything else changes the VM's hardware and needs a restart.
 
 use std::collections::BTreeMap;
@@ -196,6 +197,13 @@ fn classify(path: &str, old: &ResolvedUnit, new: &ResolvedUnit) -> (bool, String
     }
     let (oc, nc) = (old.cpu, new.cpu);
     match path {
+        "resources.compute.units" | "resources.compute.burst" if nc.vcpus < oc.vcpus => (
+            false,
+            format!(
+                "vCPUs {} -> {}: removing vCPUs from a running guest is not supported",
+                oc.vcpus, nc.vcpus
+            ),
+        ),
         "resources.compute.units" | "resources.compute.burst" if oc.max_vcpus == nc.max_vcpus => (
             true,
             format!(

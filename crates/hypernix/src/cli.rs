@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "hypernix", version, about, propagate_version = true)]
 pub struct Cli {
+    /// The daemon's API address (host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "HYPERNIX_API",
+        default_value = "127.0.0.1:7878"
+    )]
+    pub api: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -17,6 +25,76 @@ pub enum Command {
     /// Check, explain and plan configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Start (or reach) the daemon, apply FILE, wait for the units, print their status.
+    Up {
+        /// Configuration files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Seconds to wait for the units to be ready.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Apply a configuration to the running daemon; print the plan.
+    Apply {
+        /// Configuration files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List the units: state, vCPUs, memory, uptime, accelerator.
+    Units {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Start, stop, restart, pause or resume a unit.
+    Unit {
+        /// What to do.
+        action: UnitVerb,
+        /// The unit.
+        name: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Attach to a unit's serial console (Ctrl-] detaches).
+    Console {
+        /// The unit.
+        name: String,
+    },
+    /// Print a unit's console log.
+    Logs {
+        /// The unit.
+        name: String,
+        /// Keep printing what the guest writes.
+        #[arg(short, long)]
+        follow: bool,
+        /// Bytes from the end to start with.
+        #[arg(long, default_value_t = 65536)]
+        tail: u64,
+    },
+    /// Print the event log.
+    Events {
+        /// Only events after this id.
+        #[arg(long)]
+        after: Option<u64>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Stop the units and the daemon.
+    Down {
+        /// Leave the units running; stop only the daemon.
+        #[arg(long)]
+        keep_units: bool,
+    },
+    /// Build images.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -60,4 +138,51 @@ pub struct OutputArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the daemon keeps its state and how it runs VMs.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The state directory (default: /var/lib/hypernix as root).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Force an accelerator instead of probing (kvm or tcg).
+    #[arg(long)]
+    pub accel: Option<AccelArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The API address to listen on (default: the --api address).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AccelArg {
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum UnitVerb {
+    Start,
+    Stop,
+    Restart,
+    Pause,
+    Resume,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the test guest (Debian's kernel and a busybox initramfs) into a cache.
+    TestGuest {
+        /// The cache directory (default: STATE/images/test-guest).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }

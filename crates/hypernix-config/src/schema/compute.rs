@@ -93,6 +93,8 @@ pub struct Unit {
     pub uuid: Option<String>,
     /// The blueprint the unit is composed from.
     pub blueprint: Option<String>,
+    /// The boot disk image (a raw or qcow2 file); unset boots the built-in test guest.
+    pub image: Option<String>,
     /// CPU, memory and accelerators.
     pub resources: Resources,
     /// What kind of work the unit does.

@@ -1,0 +1,430 @@
+//! The daemon: the state store, the event bus, one task per unit, and `apply`, which
+//! turns a configuration into desired state and commands.
+//!
+//! Apply, in steps:
+//! 1. type, validate and resolve the new configuration (any error: nothing changes);
+//! 2. resolve the configuration applied last (kept in the store) and plan between them;
+//! 3. write the new configuration and every unit's desired state in one transaction;
+//! 4. send each unit's task what the plan says: create, destroy, restart or update live.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hypernix_compute::{Action, Plan, ResolvedUnit, plan};
+use hypernix_config::Config;
+use hypernix_events::{EmbeddedBus, Event, NewEvent};
+use hypernix_state::{Op, RedbStore, StateStore, Table};
+use hypernix_vmm::{Accel, VmSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{OnceCell, watch};
+
+use crate::build;
+use crate::error::DaemonError;
+use crate::layout::Layout;
+use crate::model::{Desired, Observed, Power, UnitStatus};
+use crate::unit::{Command, UnitHandle};
+use hypernix_vmm::TestGuest;
+
+/// The meta key of the configuration applied last.
+const CONFIG_KEY: &str = "config";
+
+/// A request about one unit.
+#[derive(Debug, Clone, Copy)]
+pub enum UnitAction {
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Restart it.
+    Restart,
+    /// Pause it.
+    Pause,
+    /// Resume it.
+    Resume,
+}
+
+/// What `GET /v1/health` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// hypernix's version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The state directory.
+    pub state_dir: String,
+    /// The API address.
+    pub listen: String,
+    /// The accelerator VMs run with.
+    pub accel: String,
+    /// Why that accelerator.
+    pub accel_reason: String,
+}
+
+/// What the unit tasks share.
+pub struct Shared {
+    /// The state directory.
+    pub layout: Layout,
+    store: Arc<RedbStore>,
+    bus: EmbeddedBus,
+    accel: Accel,
+    test_guest: OnceCell<Result<TestGuest, String>>,
+    units: Mutex<BTreeMap<String, UnitHandle>>,
+}
+
+impl Shared {
+    /// Writes a unit's desired state.
+    pub fn save_desired(&self, unit: &str, desired: &Desired) {
+        self.put(Table::Desired, unit, desired);
+    }
+
+    /// Writes a unit's observed state.
+    pub fn save_observed(&self, unit: &str, observed: &Observed) {
+        self.put(Table::Observed, unit, observed);
+    }
+
+    fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) {
+        let op = match serde_json::to_value(value) {
+            Ok(value) => Op::Put {
+                table,
+                key: key.to_string(),
+                value,
+            },
+            Err(e) => return tracing::error!("{key}: cannot serialize state: {e}"),
+        };
+        if let Err(e) = self.store.transact(vec![op]) {
+            tracing::error!("{key}: cannot write state: {e}");
+        }
+    }
+
+    /// Publishes an event (logged if the store fails).
+    pub async fn publish(&self, event: NewEvent) {
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::error!("cannot publish an event: {e}");
+        }
+    }
+
+    /// Drops a removed unit's handle and stored state.
+    pub fn forget(&self, unit: &str) {
+        self.units.lock().expect("units lock").remove(unit);
+        let ops = [Table::Desired, Table::Observed]
+            .map(|table| Op::Delete {
+                table,
+                key: unit.to_string(),
+            })
+            .to_vec();
+        if let Err(e) = self.store.transact(ops) {
+            tracing::error!("{unit}: cannot remove state: {e}");
+        }
+    }
+
+    /// The QEMU spec of a unit on this host, building the test guest on first use.
+    pub async fn vm_spec(
+        &self,
+        name: &str,
+        spec: &crate::model::UnitSpec,
+    ) -> Result<VmSpec, String> {
+        let guest = if spec.settings.image.is_none() {
+            let dir = self.layout.images().join("test-guest");
+            Some(
+                self.test_guest
+                    .get_or_init(|| async move {
+                        let built = tokio::task::spawn_blocking(move || {
+                            hypernix_vmm::guest::ensure_test_guest(&dir)
+                        })
+                        .await;
+                        match built {
+                            Ok(Ok(g)) => Ok(g),
+                            Ok(Err(e)) => Err(format!("the test guest could not be built: {e}")),
+                            Err(e) => Err(format!("the test guest build failed: {e}")),
+                        }
+                    })
+                    .await
+                    .clone(),
+            )
+        } else {
+            None
+        };
+        build::vm_spec(name, spec, &self.layout, self.accel, || {
+            guest.unwrap_or_else(|| Err("no test guest".into()))
+        })
+    }
+}
+
+/// The running daemon.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    accel_reason: String,
+    apply_lock: tokio::sync::Mutex<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Daemon {
+    /// Opens the state directory, probes the accelerator and starts a task per stored unit.
+    pub async fn open(
+        layout: Layout,
+        listen: SocketAddr,
+        accel: Option<Accel>,
+    ) -> anyhow::Result<Arc<Daemon>> {
+        std::fs::create_dir_all(layout.root())?;
+        let store = Arc::new(RedbStore::open(layout.store())?);
+        let bus = EmbeddedBus::new(store.clone());
+        let (accel, accel_reason) = match accel {
+            Some(a) => (a, "forced by --accel".to_string()),
+            None => {
+                let probe = hypernix_vmm::accel::probe().await;
+                (probe.accel, probe.reason)
+            }
+        };
+        let shared = Arc::new(Shared {
+            layout,
+            store,
+            bus,
+            accel,
+            test_guest: OnceCell::new(),
+            units: Mutex::new(BTreeMap::new()),
+        });
+        let observed: BTreeMap<String, Value> =
+            shared.store.list(Table::Observed)?.into_iter().collect();
+        for (name, desired) in shared.store.list(Table::Desired)? {
+            let desired: Desired = serde_json::from_value(desired)?;
+            let observed = observed
+                .get(&name)
+                .and_then(|o| serde_json::from_value(o.clone()).ok())
+                .unwrap_or_else(Observed::pending);
+            let handle = UnitHandle::spawn(shared.clone(), name.clone(), desired, observed);
+            shared
+                .units
+                .lock()
+                .expect("units lock")
+                .insert(name, handle);
+        }
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Daemon {
+            shared,
+            listen,
+            accel_reason,
+            apply_lock: tokio::sync::Mutex::new(()),
+            shutdown,
+        }))
+    }
+
+    /// Resolves when the daemon has been asked to stop.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Version, pid and accelerator.
+    pub fn health(&self) -> Health {
+        Health {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            state_dir: self.shared.layout.root().display().to_string(),
+            listen: self.listen.to_string(),
+            accel: self.shared.accel.as_str().to_string(),
+            accel_reason: self.accel_reason.clone(),
+        }
+    }
+
+    fn resolve(raw: Map<String, Value>) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
+        let config = Config::from_raw(raw, vec![])
+            .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))?;
+        hypernix_compute::resolve_all(&config)
+            .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))
+    }
+
+    fn applied(&self) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
+        match self
+            .shared
+            .store
+            .get(Table::Meta, CONFIG_KEY)
+            .map_err(store)?
+        {
+            Some(Value::Object(raw)) => Self::resolve(raw),
+            _ => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// The plan from the applied configuration to `raw`.
+    pub fn plan(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
+        Ok(plan(&self.applied()?, &Self::resolve(raw)?))
+    }
+
+    /// Applies a configuration: every configured unit should run.
+    pub async fn apply(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
+        let _one_at_a_time = self.apply_lock.lock().await;
+        let new = Self::resolve(raw.clone())?;
+        let old = self.applied().unwrap_or_default();
+        let plan = plan(&old, &new);
+        let actions: BTreeMap<&str, Action> = plan
+            .units
+            .iter()
+            .map(|u| (u.unit.as_str(), u.action))
+            .collect();
+
+        let handles = self.shared.units.lock().expect("units lock").clone();
+        let mut ops = vec![Op::Put {
+            table: Table::Meta,
+            key: CONFIG_KEY.into(),
+            value: Value::Object(raw),
+        }];
+        let mut desired = BTreeMap::new();
+        for (name, unit) in &new {
+            let generation = handles
+                .get(name)
+                .map(|h| h.desired().generation)
+                .unwrap_or(0)
+                + u64::from(actions.get(name.as_str()) == Some(&Action::Restart));
+            let d = Desired {
+                spec: build::unit_spec(unit),
+                power: Power::Running,
+                generation,
+            };
+            ops.push(Op::Put {
+                table: Table::Desired,
+                key: name.clone(),
+                value: serde_json::to_value(&d).map_err(|e| store(e.to_string()))?,
+            });
+            desired.insert(name.clone(), d);
+        }
+        for name in handles.keys().filter(|n| !new.contains_key(*n)) {
+            ops.push(Op::Delete {
+                table: Table::Desired,
+                key: name.clone(),
+            });
+        }
+        self.shared.store.transact(ops).map_err(store)?;
+
+        let mut tasks = Vec::new();
+        for name in handles.keys().filter(|n| !new.contains_key(*n)) {
+            let h = handles[name].clone();
+            tasks.push(tokio::spawn(async move { h.send(Command::Remove).await }));
+        }
+        for (name, d) in desired {
+            let restart = actions.get(name.as_str()) == Some(&Action::Restart);
+            match handles.get(&name) {
+                Some(h) => {
+                    let h = h.clone();
+                    tasks.push(tokio::spawn(async move {
+                        h.send(Command::Update {
+                            desired: Box::new(d),
+                            restart,
+                        })
+                        .await
+                    }));
+                }
+                None => {
+                    let h = UnitHandle::spawn(
+                        self.shared.clone(),
+                        name.clone(),
+                        d,
+                        Observed::pending(),
+                    );
+                    self.shared
+                        .units
+                        .lock()
+                        .expect("units lock")
+                        .insert(name, h);
+                }
+            }
+        }
+        // Units start in parallel; failures are in each unit's state and events.
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(plan)
+    }
+
+    fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
+        self.shared
+            .units
+            .lock()
+            .expect("units lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DaemonError::UnknownUnit(name.to_string()))
+    }
+
+    fn status(&self, name: &str, h: &UnitHandle) -> UnitStatus {
+        let desired = h.desired();
+        UnitStatus {
+            name: name.to_string(),
+            power: desired.power,
+            observed: h.observed(),
+            vcpus: desired.spec.vcpus,
+            memory: desired.spec.memory,
+            run_dir: self.shared.layout.unit_dir(name).display().to_string(),
+        }
+    }
+
+    /// Every unit's status.
+    pub fn units(&self) -> Vec<UnitStatus> {
+        let handles = self.shared.units.lock().expect("units lock").clone();
+        handles.iter().map(|(n, h)| self.status(n, h)).collect()
+    }
+
+    /// One unit's status.
+    pub fn unit(&self, name: &str) -> Result<UnitStatus, DaemonError> {
+        Ok(self.status(name, &self.handle(name)?))
+    }
+
+    /// Starts, stops, restarts, pauses or resumes a unit.
+    pub async fn act(&self, name: &str, action: UnitAction) -> Result<UnitStatus, DaemonError> {
+        let h = self.handle(name)?;
+        let cmd = match action {
+            UnitAction::Start => Command::Start,
+            UnitAction::Stop => Command::Stop,
+            UnitAction::Restart => Command::Restart,
+            UnitAction::Pause => Command::Pause,
+            UnitAction::Resume => Command::Resume,
+        };
+        h.send(cmd).await.map_err(|message| DaemonError::Unit {
+            unit: name.to_string(),
+            message,
+        })?;
+        Ok(self.status(name, &h))
+    }
+
+    /// The last `tail` bytes of a unit's console log.
+    pub fn console_log(&self, name: &str, tail: u64) -> Result<String, DaemonError> {
+        self.handle(name)?;
+        let path = hypernix_vmm::RunDir::new(self.shared.layout.unit_dir(name)).console_log();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let start = bytes
+            .len()
+            .saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+        Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
+    }
+
+    /// Events after `after`, at most `limit`.
+    pub fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, DaemonError> {
+        use hypernix_events::EventLog;
+        self.shared.store.read_from(after, limit).map_err(store)
+    }
+
+    /// Stops the daemon; with `stop_units`, stops every unit first.
+    pub async fn shutdown(&self, stop_units: bool) -> Result<(), DaemonError> {
+        if stop_units {
+            let handles = self.shared.units.lock().expect("units lock").clone();
+            let tasks: Vec<_> = handles
+                .into_values()
+                .map(|h| tokio::spawn(async move { h.send(Command::Stop).await }))
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        let _ = self.shutdown.send(true);
+        Ok(())
+    }
+}
+
+fn store(e: impl ToString) -> DaemonError {
+    DaemonError::Store(e.to_string())
+}

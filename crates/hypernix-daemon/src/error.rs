@@ -1,0 +1,41 @@
+//! Daemon errors, each with the HTTP status the API answers with.
+
+use thiserror::Error;
+
+/// Something a daemon request could not do.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The configuration does not load or resolve.
+    #[error("the configuration is invalid:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    /// No such unit.
+    #[error("no compute unit `{0}`; `hypernix units` lists them")]
+    UnknownUnit(String),
+    /// The unit cannot do that now.
+    #[error("unit `{unit}`: {message}")]
+    Unit {
+        /// The unit.
+        unit: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Store(String),
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+impl DaemonError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            DaemonError::Config(_) => 400,
+            DaemonError::UnknownUnit(_) => 404,
+            DaemonError::Unit { .. } => 409,
+            DaemonError::Store(_) => 500,
+            DaemonError::ShuttingDown => 503,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! What the daemon keeps per unit: the desired state (from configuration and commands)
+//! and the observed state (from the VM), both stored as JSON in the state store.
+
+use chrono::{DateTime, Utc};
+use hypernix_config::schema::compute::WorkloadKind;
+use serde::{Deserialize, Serialize};
+
+/// Whether a unit should be running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Power {
+    /// Keep it running.
+    Running,
+    /// Keep it stopped.
+    Stopped,
+}
+
+/// What the daemon does when a unit's VM exits without being asked to.
+///
+/// From the unit's `workload.type`: `persistent` → `Always` (a crash or a guest-initiated
+/// power-off restarts it), `batch` → `OnFailure` (only a crash does; a power-off means
+/// done), `ephemeral` and `interactive` → `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart after any unplanned exit.
+    Always,
+    /// Restart after a crash only.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl From<WorkloadKind> for RestartPolicy {
+    fn from(kind: WorkloadKind) -> Self {
+        match kind {
+            WorkloadKind::Persistent => RestartPolicy::Always,
+            WorkloadKind::Batch => RestartPolicy::OnFailure,
+            WorkloadKind::Ephemeral | WorkloadKind::Interactive => RestartPolicy::Never,
+        }
+    }
+}
+
+/// The state of a unit as observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitState {
+    /// Known, not started yet.
+    Pending,
+    /// QEMU is starting.
+    Starting,
+    /// QEMU runs the guest.
+    Running,
+    /// The guest is paused.
+    Paused,
+    /// Shutting down.
+    Stopping,
+    /// Not running, as desired.
+    Stopped,
+    /// Could not run; see the reason.
+    Failed,
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+/// Everything the daemon needs to run a unit, resolved from configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitSpec {
+    /// vCPUs at boot.
+    pub vcpus: u32,
+    /// vCPU hotplug maximum.
+    pub max_vcpus: u32,
+    /// CPU time the vCPUs may use together, in cores.
+    pub cpu_quota: f64,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The resolved settings, for display and for building the VM.
+    pub settings: hypernix_config::schema::compute::Unit,
+}
+
+/// The desired state of a unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    /// What to run.
+    pub spec: UnitSpec,
+    /// Whether to run it.
+    pub power: Power,
+    /// Bumped whenever the spec changes in a way that needs a restart.
+    pub generation: u64,
+}
+
+/// The observed state of a unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// State.
+    pub state: UnitState,
+    /// QEMU's process id, while it runs.
+    pub pid: Option<u32>,
+    /// The accelerator QEMU runs with (`kvm` or `tcg`).
+    pub accel: Option<String>,
+    /// When QEMU last started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// The guest printed its readiness line.
+    pub ready: bool,
+    /// Why the unit failed or last stopped.
+    pub reason: Option<String>,
+    /// Restarts by policy since the unit was last started by a person.
+    pub restarts: u32,
+    /// The desired generation the running VM was built from.
+    pub generation: u64,
+    /// vCPUs the running VM has now (after hotplug).
+    pub live_vcpus: u32,
+    /// Memory in bytes the guest has now (after ballooning).
+    pub live_memory: u64,
+}
+
+impl Observed {
+    /// A unit not started yet.
+    pub fn pending() -> Observed {
+        Observed {
+            state: UnitState::Pending,
+            pid: None,
+            accel: None,
+            started_at: None,
+            ready: false,
+            reason: None,
+            restarts: 0,
+            generation: 0,
+            live_vcpus: 0,
+            live_memory: 0,
+        }
+    }
+}
+
+/// A unit as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitStatus {
+    /// Name.
+    pub name: String,
+    /// Desired power state.
+    pub power: Power,
+    /// Observed state.
+    #[serde(flatten)]
+    pub observed: Observed,
+    /// vCPUs configured.
+    pub vcpus: u32,
+    /// Memory configured, in bytes.
+    pub memory: u64,
+    /// The unit's run directory (QMP and console sockets, logs).
+    pub run_dir: String,
+}

@@ -1,0 +1,224 @@
+//! A test kit for real processes: a daemon in a temporary state directory, the CLI
+//! against it, waiting with deadlines, and cleanup that leaves no QEMU behind.
+
+#![allow(dead_code)] // Each test binary uses part of the kit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Tests that boot guests take this lock: two cores do not run many TCG guests at once.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+/// Serializes guest-booting tests.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The hypernix binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hypernix")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon with its own state directory and port.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub api: String,
+    child: Option<Child>,
+}
+
+impl TestDaemon {
+    /// Starts `hypernix serve` (TCG forced, the probe is tested in hypernix-vmm).
+    pub fn start() -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("hnx")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut d = TestDaemon {
+            api: format!("127.0.0.1:{}", free_port()),
+            dir,
+            child: None,
+        };
+        d.restart();
+        d
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the daemon process again on the same state (after `kill9`).
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state().join("daemon.log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args([
+                "serve",
+                "--accel",
+                "tcg",
+                "--listen",
+                &self.api,
+                "--state-dir",
+            ])
+            .arg(self.state())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until(Duration::from_secs(30), "the daemon to answer", || {
+            self.cli(&["units", "--json"])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    /// SIGKILLs the daemon (its VMs keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI and returns its JSON output, panicking with stderr on failure.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "hypernix {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Writes a configuration file into the state directory.
+    pub fn config(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.state().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Every unit, by name.
+    pub fn units(&self) -> Vec<Value> {
+        self.json(&["units", "--json"]).as_array().unwrap().clone()
+    }
+
+    /// One unit's status.
+    pub fn unit(&self, name: &str) -> Value {
+        self.units()
+            .into_iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no unit {name}"))
+    }
+
+    /// Waits until a unit's status satisfies `pred`.
+    pub fn wait_unit(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(timeout, &format!("unit {name}: {what}"), || {
+            let u = self.unit(name);
+            pred(&u).then_some(u)
+        })
+    }
+
+    /// Waits until a unit runs and its guest printed the readiness line.
+    pub fn wait_ready(&self, name: &str) -> Value {
+        self.wait_unit(name, Duration::from_secs(90), "running and ready", |u| {
+            u["state"] == "running" && u["ready"] == true
+        })
+    }
+
+    /// The daemon's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Events of a kind.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        let all = self.json(&["events", "--json"]);
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+/// QEMU processes whose command line names the state directory.
+pub fn qemu_pids(state: &Path) -> Vec<u32> {
+    let needle = state.display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if (cmd.starts_with("qemu-system") || cmd.contains("/qemu-system")) && cmd.contains(&needle)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+        for pid in qemu_pids(self.state()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
