@@ -24,14 +24,16 @@ pub fn unit_spec(unit: &ResolvedUnit) -> UnitSpec {
     }
 }
 
-/// Builds the QEMU spec of a unit, or says why this host cannot run it.
+/// Builds the QEMU spec of a unit with warnings about settings only partly honoured,
+/// or says why this host cannot run it.
 pub fn vm_spec(
     name: &str,
     spec: &UnitSpec,
     layout: &Layout,
     accel: Accel,
     guest: impl FnOnce() -> Result<TestGuest, String>,
-) -> Result<VmSpec, String> {
+) -> Result<(VmSpec, Vec<String>), String> {
+    let mut warnings = Vec::new();
     let s = &spec.settings;
     if s.resources.compute.architecture != Architecture::X86_64 {
         return Err("resources.compute.architecture: only x86_64 guests run on this host".into());
@@ -40,6 +42,12 @@ pub fn vm_spec(
         return Err(format!(
             "resources.accelerators: {:?} passthrough is not available on this host; remove it",
             a.kind
+        ));
+    }
+    if let Some(b) = s.blueprint.as_ref().or(s.labels.get("blueprint")) {
+        return Err(format!(
+            "blueprint {b:?}: composing units from blueprints (components, cloud-init) is not \
+             available yet; remove the blueprint to boot the unit without it"
         ));
     }
     if s.resources.memory.hugepages.is_some() {
@@ -87,6 +95,13 @@ pub fn vm_spec(
         }
     };
     for d in &s.storage {
+        if let Some(tier) = d.tier {
+            warnings.push(format!(
+                "storage {}: tier {tier} asked for, but tiered volumes are not available yet; \
+                 the disk is a sparse file in the state directory",
+                d.name
+            ));
+        }
         let path = layout.disk(name, &d.name);
         ensure_disk(&path, d.size.bytes()).map_err(|e| format!("storage {}: {e}", d.name))?;
         disks.push(Disk {
@@ -118,7 +133,7 @@ pub fn vm_spec(
             .collect();
         extra_args.extend(["-cpu".to_string(), format!("max,{}", flags.join(","))]);
     }
-    Ok(VmSpec {
+    let spec = VmSpec {
         name: name.to_string(),
         uuid: s.uuid.clone(),
         vcpus: spec.vcpus,
@@ -131,7 +146,8 @@ pub fn vm_spec(
         accel,
         hardened: s.features.isolation.security_level == SecurityLevel::Hardened,
         extra_args,
-    })
+    };
+    Ok((spec, warnings))
 }
 
 fn image_format(path: &Path) -> Result<DiskFormat, String> {

@@ -125,7 +125,7 @@ impl Shared {
         &self,
         name: &str,
         spec: &crate::model::UnitSpec,
-    ) -> Result<VmSpec, String> {
+    ) -> Result<(VmSpec, Vec<String>), String> {
         let guest = if spec.settings.image.is_none() {
             let dir = self.layout.images().join("test-guest");
             Some(

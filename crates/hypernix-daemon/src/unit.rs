@@ -301,7 +301,12 @@ impl UnitTask {
     async fn start(&mut self) {
         self.set_state(UnitState::Starting);
         let spec = match self.shared.vm_spec(&self.name, &self.desired.spec).await {
-            Ok(spec) => spec,
+            Ok((spec, warnings)) => {
+                for w in warnings {
+                    self.event("unit.warning", json!({ "message": w })).await;
+                }
+                spec
+            }
             Err(reason) => return self.fail(reason).await,
         };
         match Vm::spawn(&spec, self.run_dir.path()).await {

@@ -42,6 +42,9 @@ fn boot_ready_crash_restart_and_acpi_stop() {
     let logs = d.cli(&["logs", "a"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("HYPERNIX-READY"));
 
+    // The console: a command typed there runs in the guest; Ctrl-] detaches.
+    attach_console_and_run(&d, "a");
+
     // kill -9 of QEMU: restarted by policy within 2 s.
     let old = pid(&a);
     let killed = Instant::now();
@@ -281,4 +284,52 @@ fn up_starts_the_daemon_and_the_quickstart_and_down_stops_them() {
         run(&["units"]).status.code() == Some(1),
         "the daemon is gone"
     );
+}
+
+/// Types a command into `hypernix console` and waits for the guest's answer.
+fn attach_console_and_run(d: &TestDaemon, unit: &str) {
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new(kit::bin())
+        .args(["--api", &d.api, "console", unit])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    // The arithmetic is only evaluated by the guest's shell, not echoed by the terminal.
+    kit::wait_until(
+        Duration::from_secs(20),
+        "the guest's shell to answer",
+        || {
+            stdin.write_all(b"echo console-$((6*7))\n").unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            String::from_utf8_lossy(&seen.lock().unwrap())
+                .contains("console-42")
+                .then_some(())
+        },
+    );
+    stdin.write_all(&[0x1d]).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("detached"), "{stderr}");
 }

@@ -117,6 +117,7 @@ fn a_truncated_database_is_an_error() {
     ] {
         fs::write(&path, &whole[..len]).unwrap();
         let err = open_and_read_all(&path).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{len}: {err:?}");
         assert_names_file(&err, &path);
     }
 }
@@ -295,7 +296,8 @@ fn child_holds_the_store_open() {
         return;
     };
     let _store = RedbStore::open(path).unwrap();
-    println!("holding");
+    // After a line break: libtest has begun a line of its own.
+    println!("\nholding");
     // Hold the store until the parent closes our stdin.
     std::io::stdin().lines().for_each(drop);
 }

@@ -42,7 +42,8 @@ fi
 echo "hypernix test guest $name" > /www/index.html
 httpd -p 80 -h /www
 echo "HYPERNIX-READY $name"
-while true; do sleep 3600; done
+# A shell on the serial console, for `hypernix console`; init itself never exits.
+while true; do setsid cttyhack sh; sleep 1; done
 "#;
 
 const POWER_BUTTON: &str = r#"#!/bin/sh

@@ -13,7 +13,7 @@
 //! dependencies in `modules.dep` order, starts `acpid`, configures `eth0` by DHCP
 //! (QEMU's user network hands out 10.0.2.15), serves a page with `httpd` on port 80
 //! (`hypernix test guest <hostname>`), prints `HYPERNIX-READY <hostname>`
-//! ([`READY_MARKER`]) on the serial console, then sleeps.
+//! ([`READY_MARKER`]) on the serial console, then runs a shell there.
 //!
 //! The ACPI power button (QMP `system_powerdown`): the `button` module turns the press
 //! into a key event on an `evdev` device; busybox `acpid` maps it to `PWRF/00000080`
