@@ -326,3 +326,28 @@ fn a_unit_names_an_existing_blueprint() {
     );
     assert_eq!(errors.len(), 2, "{errors:#?}");
 }
+
+#[test]
+fn names_that_become_paths_are_safe() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "names.json",
+        r#"{"hypervisor": {"compute": {"units": {
+            "../escape": {},
+            "ok": {"storage": [{"name": "../../etc/x", "capability": "fast", "size": "1Gi"}]}
+        }}}}"#,
+    );
+    let errors = errors_of(load_paths(&[f]));
+    has(
+        &errors,
+        &["hypervisor.compute.units.\"../escape\"", "letters, digits"],
+    );
+    has(
+        &errors,
+        &[
+            "hypervisor.compute.units.ok.storage[0].name",
+            "letters, digits",
+        ],
+    );
+}

@@ -251,6 +251,28 @@ impl Daemon {
         }
     }
 
+    /// The configuration applied last, as written (without defaults).
+    pub fn applied_raw(&self) -> Result<Map<String, Value>, DaemonError> {
+        match self.shared.store.get(Table::Meta, CONFIG_KEY).map_err(store)? {
+            Some(Value::Object(raw)) => Ok(raw),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    /// The configuration applied last, typed.
+    pub fn applied_config(&self) -> Result<Config, DaemonError> {
+        Config::from_raw(self.applied_raw()?, vec![])
+            .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))
+    }
+
+    /// Every event after `after`, then every later one as it is published.
+    pub fn subscribe(
+        &self,
+        after: Option<u64>,
+    ) -> impl futures::Stream<Item = Result<Event, hypernix_events::BusError>> + Send + 'static {
+        self.shared.bus.subscribe(after)
+    }
+
     /// The plan from the applied configuration to `raw`.
     pub fn plan(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
         Ok(plan(&self.applied()?, &Self::resolve(raw)?))

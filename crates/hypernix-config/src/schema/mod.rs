@@ -55,6 +55,37 @@ impl Hypervisor {
         self.monitoring.validate(problems);
         self.migration.validate(problems);
         self.validate_blueprint_refs(problems);
+        self.validate_unit_names(problems);
+    }
+
+    /// Unit, disk and interface names become host names, file names and QEMU ids.
+    fn validate_unit_names(&self, problems: &mut Problems) {
+        let units = crate::AttrPath::root().join("compute").join("units");
+        for (name, unit) in &self.compute.units {
+            if !is_safe_name(name) {
+                problems.at(units.join(name), NAME_RULE);
+            }
+            let disks = unit
+                .storage
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (i, &d.name, "storage"));
+            let nics = unit
+                .network
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i, &n.name, "network"));
+            for (i, item, list) in disks.chain(nics) {
+                if !is_safe_name(item) {
+                    let at = units
+                        .join(name)
+                        .join(list)
+                        .join(crate::path::index(i))
+                        .join("name");
+                    problems.at(at, NAME_RULE);
+                }
+            }
+        }
     }
 
     /// A unit's `blueprint` (or `labels.blueprint`, as the seed writes it) must exist.
@@ -79,4 +110,15 @@ impl Hypervisor {
             }
         }
     }
+}
+
+const NAME_RULE: &str =
+    "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit";
+
+/// A name usable as a file name, a host name part and a QEMU id.
+fn is_safe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
