@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# The API's third-party client (npm graphql-ws), for the API tests; versions from the lock.
+(cd crates/hypernix-api/tests/node && [ -d node_modules ] || npm ci --silent --no-audit --no-fund)
 cargo test --workspace --locked "$@"

@@ -253,7 +253,12 @@ impl Daemon {
 
     /// The configuration applied last, as written (without defaults).
     pub fn applied_raw(&self) -> Result<Map<String, Value>, DaemonError> {
-        match self.shared.store.get(Table::Meta, CONFIG_KEY).map_err(store)? {
+        match self
+            .shared
+            .store
+            .get(Table::Meta, CONFIG_KEY)
+            .map_err(store)?
+        {
             Some(Value::Object(raw)) => Ok(raw),
             _ => Ok(Map::new()),
         }
@@ -269,7 +274,7 @@ impl Daemon {
     pub fn subscribe(
         &self,
         after: Option<u64>,
-    ) -> impl futures::Stream<Item = Result<Event, hypernix_events::BusError>> + Send + 'static {
+    ) -> impl futures::Stream<Item = Result<Event, hypernix_events::BusError>> + Send + use<> {
         self.shared.bus.subscribe(after)
     }
 
@@ -322,6 +327,15 @@ impl Daemon {
             });
         }
         self.shared.store.transact(ops).map_err(store)?;
+        for change in &plan.units {
+            let payload = serde_json::to_value(change).unwrap_or_default();
+            self.shared
+                .publish(
+                    NewEvent::new("unit.configured", format!("unit/{}", change.unit))
+                        .with_payload(payload),
+                )
+                .await;
+        }
 
         let mut tasks = Vec::new();
         for name in handles.keys().filter(|n| !new.contains_key(*n)) {
@@ -382,6 +396,8 @@ impl Daemon {
             vcpus: desired.spec.vcpus,
             memory: desired.spec.memory,
             run_dir: self.shared.layout.unit_dir(name).display().to_string(),
+            labels: desired.spec.labels.clone(),
+            tags: desired.spec.settings.tags.clone(),
         }
     }
 

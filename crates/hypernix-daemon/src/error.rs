@@ -1,4 +1,4 @@
-//! Daemon errors, each with the HTTP status the API answers with.
+//! Daemon errors.
 
 use thiserror::Error;
 
@@ -22,20 +22,4 @@ pub enum DaemonError {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
-    /// The daemon is shutting down.
-    #[error("the daemon is shutting down")]
-    ShuttingDown,
-}
-
-impl DaemonError {
-    /// The HTTP status for this error.
-    pub fn status(&self) -> u16 {
-        match self {
-            DaemonError::Config(_) => 400,
-            DaemonError::UnknownUnit(_) => 404,
-            DaemonError::Unit { .. } => 409,
-            DaemonError::Store(_) => 500,
-            DaemonError::ShuttingDown => 503,
-        }
-    }
 }

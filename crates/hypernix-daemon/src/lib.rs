@@ -1,13 +1,11 @@
 //! The hypernix daemon: one task per compute unit supervising its QEMU process, `apply`
-//! turning configurations into desired state, the local HTTP API, and the client the
-//! command line uses.
+//! turning configurations into desired state, and the event log. The GraphQL API
+//! (`hypernix-api`) turns requests into calls on [`Daemon`].
 
 #![warn(missing_docs)]
 
-pub mod api;
 pub mod build;
 mod cgroup;
-pub mod client;
 pub mod daemon;
 pub mod error;
 pub mod layout;

@@ -161,4 +161,8 @@ pub struct UnitStatus {
     pub memory: u64,
     /// The unit's run directory (QMP and console sockets, logs).
     pub run_dir: String,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Tags the unit lists itself.
+    pub tags: Vec<String>,
 }

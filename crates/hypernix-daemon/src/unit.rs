@@ -203,7 +203,7 @@ impl UnitTask {
                     {
                         self.start().await;
                     } else {
-                        self.set_state(UnitState::Stopped);
+                        self.set_state(UnitState::Stopped).await;
                     }
                     return;
                 }
@@ -212,7 +212,7 @@ impl UnitTask {
         match self.desired.power {
             Power::Running if self.observed.state != UnitState::Failed => self.start().await,
             Power::Stopped if self.observed.state != UnitState::Failed => {
-                self.set_state(UnitState::Stopped)
+                self.set_state(UnitState::Stopped).await
             }
             _ => {}
         }
@@ -246,13 +246,13 @@ impl UnitTask {
             Command::Pause => {
                 let vm = self.running_vm()?;
                 vm.pause().await.map_err(|e| e.to_string())?;
-                self.set_state(UnitState::Paused);
+                self.set_state(UnitState::Paused).await;
                 Ok(())
             }
             Command::Resume => {
                 let vm = self.running_vm()?;
                 vm.resume().await.map_err(|e| e.to_string())?;
-                self.set_state(UnitState::Running);
+                self.set_state(UnitState::Running).await;
                 Ok(())
             }
             Command::Update { desired, restart } => {
@@ -262,7 +262,7 @@ impl UnitTask {
                 if self.observed.state == UnitState::Failed {
                     // A new configuration is a new chance.
                     self.observed.reason = None;
-                    self.set_state(UnitState::Pending);
+                    self.set_state(UnitState::Pending).await;
                 }
                 if self.vm.is_some() && restart {
                     self.stop().await?;
@@ -299,7 +299,7 @@ impl UnitTask {
 
     /// Starts QEMU; a failure makes the unit Failed with the reason.
     async fn start(&mut self) {
-        self.set_state(UnitState::Starting);
+        self.set_state(UnitState::Starting).await;
         let spec = match self.shared.vm_spec(&self.name, &self.desired.spec).await {
             Ok((spec, warnings)) => {
                 for w in warnings {
@@ -330,7 +330,7 @@ impl UnitTask {
                     self.event("unit.warning", json!({ "message": e })).await;
                 }
                 self.watch(vm);
-                self.set_state(UnitState::Running);
+                self.set_state(UnitState::Running).await;
                 self.event(
                     "unit.started",
                     json!({ "pid": self.observed.pid, "accel": self.observed.accel }),
@@ -345,17 +345,17 @@ impl UnitTask {
     async fn stop(&mut self) -> Result<(), String> {
         let Some(vm) = self.vm.take() else {
             if self.observed.state != UnitState::Failed {
-                self.set_state(UnitState::Stopped);
+                self.set_state(UnitState::Stopped).await;
             }
             return Ok(());
         };
         self.stopping = true;
-        self.set_state(UnitState::Stopping);
+        self.set_state(UnitState::Stopping).await;
         let result = vm.shutdown(SHUTDOWN_TIMEOUT).await;
         self.instance += 1; // The watcher's exit report for this VM is now stale.
         self.observed.pid = None;
         self.observed.ready = false;
-        self.set_state(UnitState::Stopped);
+        self.set_state(UnitState::Stopped).await;
         let how = match &result {
             Ok((ShutdownStep::Powerdown, _)) => "acpi",
             Ok((ShutdownStep::Quit, _)) => "quit",
@@ -391,7 +391,7 @@ impl UnitTask {
         {
             self.event("unit.warning", json!({ "message": e })).await;
         }
-        self.event("unit.updated", json!({ "live": true })).await;
+        self.event("unit.applied-live", json!({})).await;
         self.publish_state();
         Ok(())
     }
@@ -478,7 +478,7 @@ impl UnitTask {
                         delay
                     };
                     self.restart_at = Some(Instant::now() + delay);
-                    self.set_state(UnitState::Starting);
+                    self.set_state(UnitState::Starting).await;
                 } else {
                     if !crashed {
                         self.set_power(Power::Stopped);
@@ -487,7 +487,8 @@ impl UnitTask {
                         UnitState::Failed
                     } else {
                         UnitState::Stopped
-                    });
+                    })
+                    .await;
                 }
             }
             _ => {}
@@ -498,13 +499,18 @@ impl UnitTask {
         self.vm = None;
         self.observed.pid = None;
         self.observed.reason = Some(reason.clone());
-        self.set_state(UnitState::Failed);
+        self.set_state(UnitState::Failed).await;
         self.event("unit.failed", json!({ "reason": reason })).await;
     }
 
-    fn set_state(&mut self, state: UnitState) {
+    /// Records a new state; a change is also an event (`unit.state`).
+    async fn set_state(&mut self, state: UnitState) {
+        let changed = self.observed.state != state;
         self.observed.state = state;
         self.publish_state();
+        if changed {
+            self.event("unit.state", json!({})).await;
+        }
     }
 
     fn publish_state(&mut self) {

@@ -93,7 +93,7 @@ impl EmbeddedBus {
     pub fn subscribe(
         &self,
         after: Option<u64>,
-    ) -> impl Stream<Item = Result<Event, BusError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Event, BusError>> + Send + 'static + use<> {
         let subscription = Subscription {
             log: Arc::clone(&self.inner.log),
             live: self.inner.live.subscribe(),

@@ -22,9 +22,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Tiered volumes served over NBD.
+    #[command(subcommand)]
+    Storage(crate::commands::storage::StorageCommand),
     /// Check, explain and plan configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Deduplicating, encrypted, incremental-forever backups.
+    #[command(subcommand)]
+    Backup(crate::commands::backup::BackupCommand),
     /// Run the daemon.
     Serve(ServeArgs),
     /// Start (or reach) the daemon, apply FILE, wait for the units, print their status.
@@ -92,6 +98,9 @@ pub enum Command {
         #[arg(long)]
         keep_units: bool,
     },
+    /// The GraphQL API.
+    #[command(subcommand)]
+    Api(ApiCommand),
     /// Build images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -185,4 +194,10 @@ pub enum ImageCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the GraphQL schema (SDL).
+    Schema,
 }

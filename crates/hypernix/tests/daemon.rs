@@ -70,7 +70,7 @@ fn boot_ready_crash_restart_and_acpi_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     let b_now = d.unit("b");
-    assert_eq!(b_now["state"], "stopped");
+    assert_eq!(b_now["state"], "STOPPED");
     assert!(!std::path::Path::new(&format!("/proc/{b}")).exists());
     let stopped = d.events("unit.stopped");
     assert!(
@@ -81,7 +81,7 @@ fn boot_ready_crash_restart_and_acpi_stop() {
     );
     // A stopped unit stays stopped: no restart by policy.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(d.unit("b")["state"], "stopped");
+    assert_eq!(d.unit("b")["state"], "STOPPED");
     d.json(&["unit", "start", "--json", "b"]);
     d.wait_ready("b");
 }
@@ -103,7 +103,7 @@ fn a_new_daemon_reattaches_to_running_guests() {
     d.restart();
     for (name, old) in ["a", "b"].into_iter().zip(pids) {
         let u = d.unit(name);
-        assert_eq!(u["state"], "running", "{u}");
+        assert_eq!(u["state"], "RUNNING", "{u}");
         assert_eq!(pid(&u), old, "{name} was not re-attached");
     }
     let mut running = qemu_pids(d.state());
@@ -191,7 +191,7 @@ fn bad_input_fails_the_unit_and_the_daemon_keeps_serving() {
         ("badopt", "no-such-feature"),
     ] {
         let u = d.wait_unit(name, Duration::from_secs(20), "failed", |u| {
-            u["state"] == "failed"
+            u["state"] == "FAILED"
         });
         let reason = u["reason"].as_str().unwrap_or_default();
         assert!(reason.contains(why), "{name}: {reason}");

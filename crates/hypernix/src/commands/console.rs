@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use hypernix_daemon::client::Client;
+use hypernix_api::client::Client;
 use rustix::termios::{self, Termios};
 
 /// The detach key, Ctrl-] (as in telnet and virsh).
@@ -40,14 +40,19 @@ impl Drop for RawMode {
 
 /// Attaches to the console until Ctrl-], end of input, or the VM goes away.
 pub fn console(client: &Client, name: &str) -> anyhow::Result<ExitCode> {
-    let status = client.unit(name)?;
-    if status.observed.pid.is_none() {
+    let unit: serde_json::Value = client.request(
+        "query($n: String!) { computeUnit(name: $n) { state pid runDir } }",
+        serde_json::json!({ "n": name }),
+        "computeUnit",
+    )?;
+    if unit["pid"].is_null() {
         bail!(
             "unit {name} is {}; start it with `hypernix unit start {name}`",
-            status.observed.state
+            unit["state"].as_str().unwrap_or("?").to_lowercase()
         );
     }
-    let socket = Path::new(&status.run_dir).join(hypernix_vmm::rundir::CONSOLE_SOCKET);
+    let run_dir = unit["runDir"].as_str().unwrap_or_default();
+    let socket = Path::new(run_dir).join(hypernix_vmm::rundir::CONSOLE_SOCKET);
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!(
             "cannot attach to {}; is another console attached?",

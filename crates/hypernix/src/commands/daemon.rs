@@ -7,10 +7,9 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use hypernix_api::client::{Client, ClientError, Unit};
 use hypernix_daemon::Daemon;
-use hypernix_daemon::client::{Client, ClientError};
 use hypernix_daemon::layout::Layout;
-use hypernix_daemon::model::{UnitState, UnitStatus};
 use hypernix_vmm::Accel;
 use serde_json::{Map, Value};
 
@@ -51,10 +50,13 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}; is another daemon running?"))?;
         let daemon = Daemon::open(layout, listen, accel(args.daemon.accel)).await?;
+        // The API's limits come from the configuration applied last (defaults before any).
+        let api = daemon.applied_config().map(|c| c.hypervisor.api).unwrap_or_default();
         let h = daemon.health();
         tracing::info!(api = %h.listen, accel = %h.accel, reason = %h.accel_reason, state = %h.state_dir, "hypernix daemon ready");
         let stopped = daemon.stopped();
-        axum::serve(listener, hypernix_daemon::api::router(daemon))
+        let router = hypernix_api::server::router(daemon, (&api.limits).into(), api.graphiql);
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
                 tokio::select! {
@@ -163,9 +165,9 @@ pub fn up(
         let settled = wanted.iter().all(|w| {
             units.iter().any(|u| {
                 &u.name == w
-                    && match u.observed.state {
-                        UnitState::Failed | UnitState::Stopped => true,
-                        UnitState::Running => u.observed.ready || !boots_test_guest(&raw, w),
+                    && match u.state.as_str() {
+                        "FAILED" | "STOPPED" => true,
+                        "RUNNING" => u.ready || !boots_test_guest(&raw, w),
                         _ => false,
                     }
             })
@@ -183,7 +185,7 @@ pub fn up(
         print_units(&units);
         println!("\nAPI: http://{}", client.addr());
     }
-    let failed = units.iter().any(|u| u.observed.state == UnitState::Failed);
+    let failed = units.iter().any(|u| u.state == "FAILED");
     Ok(if failed {
         ExitCode::from(output::EXIT_FAILURE)
     } else {
@@ -215,9 +217,9 @@ pub fn apply(client: &Client, files: &[PathBuf], out: OutputArgs) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn uptime(u: &UnitStatus) -> String {
-    match (u.observed.state, u.observed.started_at) {
-        (UnitState::Running | UnitState::Paused, Some(t)) => {
+fn uptime(u: &Unit) -> String {
+    match (u.state.as_str(), u.started_at) {
+        ("RUNNING" | "PAUSED", Some(t)) => {
             let s = (chrono::Utc::now() - t).num_seconds().max(0);
             format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
         }
@@ -225,28 +227,24 @@ fn uptime(u: &UnitStatus) -> String {
     }
 }
 
-fn print_units(units: &[UnitStatus]) {
+fn print_units(units: &[Unit]) {
     let mut t = table([
         "NAME", "STATE", "VCPUS", "MEMORY", "UPTIME", "ACCEL", "PID", "REASON",
     ]);
     for u in units {
-        let state = if u.observed.state == UnitState::Running && u.observed.ready {
-            "running (ready)".to_string()
-        } else {
-            u.observed.state.to_string()
-        };
+        let mut state = u.state.to_lowercase();
+        if u.state == "RUNNING" && u.ready {
+            state.push_str(" (ready)");
+        }
         t.add_row(vec![
             u.name.clone(),
             state,
             u.vcpus.to_string(),
             hypernix_config::Size(u.memory).to_string(),
             uptime(u),
-            u.observed.accel.clone().unwrap_or_else(|| "-".into()),
-            u.observed
-                .pid
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
-            u.observed.reason.clone().unwrap_or_default(),
+            u.accel.clone().unwrap_or_else(|| "-".into()),
+            u.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            u.reason.clone().unwrap_or_default(),
         ]);
     }
     println!("{t}");
@@ -271,11 +269,11 @@ pub fn unit(
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
     let verb = match action {
-        UnitVerb::Start => "start",
-        UnitVerb::Stop => "stop",
-        UnitVerb::Restart => "restart",
-        UnitVerb::Pause => "pause",
-        UnitVerb::Resume => "resume",
+        UnitVerb::Start => "START",
+        UnitVerb::Stop => "STOP",
+        UnitVerb::Restart => "RESTART",
+        UnitVerb::Pause => "PAUSE",
+        UnitVerb::Resume => "RESUME",
     };
     let status = client.act(name, verb)?;
     if out.json {

@@ -1,14 +1,16 @@
 //! One module per command group; each turns arguments into library calls and output.
 
 mod config;
+pub mod backup;
 mod console;
 mod daemon;
+pub mod storage;
 
 use std::process::ExitCode;
 
 use clap::CommandFactory;
 
-use hypernix_daemon::client::Client;
+use hypernix_api::client::Client;
 
 use crate::cli::{Cli, Command};
 
@@ -16,7 +18,9 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(cli.api.clone());
     match cli.command {
+        Command::Storage(cmd) => storage::run(cmd),
         Command::Config(cmd) => config::run(cmd),
+        Command::Backup(cmd) => backup::run(cmd),
         Command::Serve(args) => daemon::serve(&cli.api, args),
         Command::Up {
             files,
@@ -32,6 +36,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { after, out } => daemon::events(&client, after, out),
         Command::Down { keep_units } => daemon::down(&client, keep_units),
         Command::Image(cmd) => daemon::image(cmd),
+        Command::Api(crate::cli::ApiCommand::Schema) => {
+            print!("{}", hypernix_api::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -173,7 +173,7 @@ impl TestDaemon {
     /// Waits until a unit runs and its guest printed the readiness line.
     pub fn wait_ready(&self, name: &str) -> Value {
         self.wait_unit(name, Duration::from_secs(90), "running and ready", |u| {
-            u["state"] == "running" && u["ready"] == true
+            u["state"] == "RUNNING" && u["ready"] == true
         })
     }
 

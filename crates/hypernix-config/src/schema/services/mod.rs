@@ -51,6 +51,10 @@ pub struct ApiLimits {
     pub complexity: u32,
     /// Largest request body.
     pub body_size: Size,
+    /// Most subscriptions open at once on one WebSocket connection.
+    pub subscriptions_per_connection: u32,
+    /// Most mutations per second, over all clients.
+    pub mutations_per_second: u32,
 }
 
 impl Default for ApiLimits {
@@ -59,6 +63,8 @@ impl Default for ApiLimits {
             depth: 12,
             complexity: 2000,
             body_size: Size::mib(1),
+            subscriptions_per_connection: 100,
+            mutations_per_second: 50,
         }
     }
 }
@@ -287,6 +293,11 @@ impl Api {
         for (name, value) in [
             ("depth", self.limits.depth),
             ("complexity", self.limits.complexity),
+            (
+                "subscriptionsPerConnection",
+                self.limits.subscriptions_per_connection,
+            ),
+            ("mutationsPerSecond", self.limits.mutations_per_second),
         ] {
             if value == 0 {
                 problems.at(

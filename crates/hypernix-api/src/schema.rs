@@ -1,0 +1,484 @@
+//! The GraphQL schema: each resolver translates its arguments into one call on the
+//! [`Daemon`] and its answer into API types; resolvers keep no state of their own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_graphql::{Context, ErrorExtensions, Json, Object, Schema, Subscription};
+use futures::{Stream, StreamExt};
+use hypernix_daemon::Daemon;
+use hypernix_daemon::daemon::UnitAction as DaemonAction;
+use hypernix_daemon::error::DaemonError;
+use serde_json::{Map, Value};
+
+use crate::types::{
+    ComputeUnit, ComputeUnitFilter, Event, EventFilter, Health, Plan, Policy, Tag, UnitAction,
+    UnitStateChange,
+};
+
+/// The hypernix schema.
+pub type HypernixSchema = Schema<Query, Mutation, Subscription>;
+
+/// Bounds on what clients may ask, from `hypervisor.api.limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest query nesting.
+    pub depth: usize,
+    /// Highest query complexity.
+    pub complexity: usize,
+    /// Largest request body in bytes.
+    pub body_size: usize,
+    /// Most subscriptions open at once on one connection.
+    pub subscriptions_per_connection: u32,
+    /// Most mutations per second, over all clients.
+    pub mutations_per_second: u32,
+}
+
+impl From<&hypernix_config::schema::services::ApiLimits> for Limits {
+    fn from(l: &hypernix_config::schema::services::ApiLimits) -> Self {
+        Limits {
+            depth: l.depth as usize,
+            complexity: l.complexity as usize,
+            body_size: usize::try_from(l.body_size.bytes()).unwrap_or(usize::MAX),
+            subscriptions_per_connection: l.subscriptions_per_connection,
+            mutations_per_second: l.mutations_per_second,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&hypernix_config::schema::services::ApiLimits::default())
+    }
+}
+
+/// Builds the schema over a daemon (or without one, to print the SDL).
+pub fn build(daemon: Option<Arc<Daemon>>, limits: Limits) -> HypernixSchema {
+    let mut b = Schema::build(Query, Mutation, Subscription)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .data(MutationRate::new(limits.mutations_per_second))
+        .data(limits);
+    if let Some(d) = daemon {
+        b = b.data(d);
+    }
+    b.finish()
+}
+
+/// The schema's SDL, as checked in at `crates/hypernix-api/schema.graphql`.
+pub fn sdl() -> String {
+    build(None, Limits::default()).sdl()
+}
+
+fn daemon<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Daemon>> {
+    ctx.data::<Arc<Daemon>>()
+}
+
+/// A daemon error as a GraphQL error with a machine-readable code.
+fn gql(e: DaemonError) -> async_graphql::Error {
+    let code = match &e {
+        DaemonError::Config(_) => "BAD_CONFIG",
+        DaemonError::UnknownUnit(_) => "NOT_FOUND",
+        DaemonError::Unit { .. } => "CONFLICT",
+        DaemonError::Store(_) => "INTERNAL",
+    };
+    let details = match &e {
+        DaemonError::Config(errors) => errors.clone(),
+        _ => Vec::new(),
+    };
+    e.to_string().extend_with(|_, ext| {
+        ext.set("code", code);
+        if !details.is_empty() {
+            ext.set("details", details.clone());
+        }
+    })
+}
+
+/// Mutations allowed per second, over all clients (a one-second window).
+struct MutationRate {
+    limit: u32,
+    window: std::sync::Mutex<(Instant, u32)>,
+}
+
+impl MutationRate {
+    fn new(limit: u32) -> Self {
+        MutationRate {
+            limit,
+            window: std::sync::Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    fn admit(&self) -> async_graphql::Result<()> {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0.elapsed() >= Duration::from_secs(1) {
+            *w = (Instant::now(), 0);
+        }
+        if w.1 >= self.limit {
+            return Err(format!(
+                "more than {} mutations in one second; slow down (hypervisor.api.limits.mutationsPerSecond)",
+                self.limit
+            )
+            .extend_with(|_, ext| ext.set("code", "RATE_LIMITED")));
+        }
+        w.1 += 1;
+        Ok(())
+    }
+}
+
+fn admit(ctx: &Context<'_>) -> async_graphql::Result<()> {
+    ctx.data::<MutationRate>()?.admit()
+}
+
+fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<String, Value>> {
+    match v.0 {
+        Value::Object(m) => Ok(m),
+        other => Err(format!("{what}: expected an object, got {other}").into()),
+    }
+}
+
+/// Read-only queries.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The daemon's version, pid and accelerator.
+    async fn health(&self, ctx: &Context<'_>) -> async_graphql::Result<Health> {
+        Ok(daemon(ctx)?.health().into())
+    }
+
+    /// Compute units, optionally filtered by labels, tag and state.
+    async fn compute_units(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ComputeUnitFilter>,
+    ) -> async_graphql::Result<Vec<ComputeUnit>> {
+        let filter = filter.unwrap_or_default();
+        Ok(daemon(ctx)?
+            .units()
+            .into_iter()
+            .map(ComputeUnit::from)
+            .filter(|u| filter.matches(u))
+            .collect())
+    }
+
+    /// One compute unit.
+    async fn compute_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<ComputeUnit> {
+        Ok(daemon(ctx)?.unit(&name).map_err(gql)?.into())
+    }
+
+    /// The end of a unit's console log.
+    async fn console_log(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default = 65536)] tail: u64,
+    ) -> async_graphql::Result<String> {
+        daemon(ctx)?.console_log(&name, tail).map_err(gql)
+    }
+
+    /// The tags of the applied configuration.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
+        let config = daemon(ctx)?.applied_config().map_err(gql)?;
+        let tags = config
+            .hypervisor
+            .compute
+            .tags
+            .into_iter()
+            .map(|(name, t)| Tag {
+                name,
+                category: serde_json::to_value(t.category)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                priority: t.priority,
+                description: t.description,
+                values: Json(serde_json::to_value(t.values).unwrap_or_default()),
+            });
+        Ok(tags.collect())
+    }
+
+    /// The policies of the applied configuration.
+    async fn policies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Policy>> {
+        let config = daemon(ctx)?.applied_config().map_err(gql)?;
+        let policies = config
+            .hypervisor
+            .compute
+            .policies
+            .into_iter()
+            .map(|(name, p)| Policy {
+                name,
+                description: p.description,
+                tags: p.tags,
+                policies: p.policies,
+                defaults: Json(serde_json::to_value(p.defaults).unwrap_or_default()),
+            });
+        Ok(policies.collect())
+    }
+
+    /// The configuration applied last, as written (the `hypervisor` attribute set).
+    async fn config(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+        Ok(Json(Value::Object(
+            daemon(ctx)?.applied_raw().map_err(gql)?,
+        )))
+    }
+
+    /// What applying `config` (a `hypervisor` attribute set) would change.
+    async fn plan(&self, ctx: &Context<'_>, config: Json<Value>) -> async_graphql::Result<Plan> {
+        let raw = object(config, "config")?;
+        Ok(daemon(ctx)?.plan(raw).map_err(gql)?.into())
+    }
+
+    /// Events after `after`, at most `limit`, optionally filtered.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<u64>,
+        #[graphql(default = 1000)] limit: usize,
+        filter: Option<EventFilter>,
+    ) -> async_graphql::Result<Vec<Event>> {
+        let filter = filter.unwrap_or_default();
+        let events = daemon(ctx)?.events(after, limit.min(10_000)).map_err(gql)?;
+        Ok(events
+            .into_iter()
+            .filter(|e| filter.matches(e))
+            .map(Event::from)
+            .collect())
+    }
+}
+
+/// Changes.
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Applies a configuration (a `hypervisor` attribute set); answers the plan carried out.
+    async fn apply_config(
+        &self,
+        ctx: &Context<'_>,
+        config: Json<Value>,
+    ) -> async_graphql::Result<Plan> {
+        admit(ctx)?;
+        let raw = object(config, "config")?;
+        Ok(daemon(ctx)?.apply(raw).await.map_err(gql)?.into())
+    }
+
+    /// Adds a compute unit to the applied configuration and starts it.
+    async fn create_compute_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        settings: Json<Value>,
+    ) -> async_graphql::Result<Plan> {
+        admit(ctx)?;
+        let d = daemon(ctx)?;
+        let mut raw = d.applied_raw().map_err(gql)?;
+        let units = units_mut(&mut raw)?;
+        if units.contains_key(&name) {
+            return Err(format!("compute unit `{name}` exists; use updateComputeUnit").into());
+        }
+        units.insert(name, Value::Object(object(settings, "settings")?));
+        Ok(d.apply(raw).await.map_err(gql)?.into())
+    }
+
+    /// Replaces a compute unit's own settings; the plan says what restarts.
+    async fn update_compute_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        settings: Json<Value>,
+    ) -> async_graphql::Result<Plan> {
+        admit(ctx)?;
+        let d = daemon(ctx)?;
+        let mut raw = d.applied_raw().map_err(gql)?;
+        let units = units_mut(&mut raw)?;
+        if !units.contains_key(&name) {
+            return Err(gql(DaemonError::UnknownUnit(name)));
+        }
+        units.insert(name, Value::Object(object(settings, "settings")?));
+        Ok(d.apply(raw).await.map_err(gql)?.into())
+    }
+
+    /// Removes a compute unit from the applied configuration, stopping it.
+    async fn delete_compute_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<Plan> {
+        admit(ctx)?;
+        let d = daemon(ctx)?;
+        let mut raw = d.applied_raw().map_err(gql)?;
+        if units_mut(&mut raw)?.remove(&name).is_none() {
+            return Err(gql(DaemonError::UnknownUnit(name)));
+        }
+        Ok(d.apply(raw).await.map_err(gql)?.into())
+    }
+
+    /// Starts, stops, restarts, pauses or resumes a compute unit.
+    async fn control_compute_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        action: UnitAction,
+    ) -> async_graphql::Result<ComputeUnit> {
+        admit(ctx)?;
+        let action = match action {
+            UnitAction::Start => DaemonAction::Start,
+            UnitAction::Stop => DaemonAction::Stop,
+            UnitAction::Restart => DaemonAction::Restart,
+            UnitAction::Pause => DaemonAction::Pause,
+            UnitAction::Resume => DaemonAction::Resume,
+        };
+        Ok(daemon(ctx)?.act(&name, action).await.map_err(gql)?.into())
+    }
+
+    /// Stops the daemon; with `stopUnits`, stops every unit first.
+    async fn shutdown(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] stop_units: bool,
+    ) -> async_graphql::Result<bool> {
+        daemon(ctx)?.shutdown(stop_units).await.map_err(gql)?;
+        Ok(true)
+    }
+}
+
+fn units_mut(raw: &mut Map<String, Value>) -> async_graphql::Result<&mut Map<String, Value>> {
+    let compute = raw
+        .entry("compute")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let units = compute
+        .as_object_mut()
+        .ok_or("the applied configuration's compute is not an attribute set")?
+        .entry("units")
+        .or_insert_with(|| Value::Object(Map::new()));
+    units
+        .as_object_mut()
+        .ok_or_else(|| "the applied configuration's compute.units is not an attribute set".into())
+}
+
+/// Counts the subscriptions open on one connection.
+#[derive(Default)]
+pub struct ConnectionSubscriptions(pub Arc<AtomicU32>);
+
+/// Holds one subscription's place in its connection's count.
+struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn take_slot(ctx: &Context<'_>) -> async_graphql::Result<Option<Slot>> {
+    let Ok(counter) = ctx.data::<ConnectionSubscriptions>() else {
+        return Ok(None);
+    };
+    let limit = ctx.data::<Limits>()?.subscriptions_per_connection;
+    let n = counter.0.fetch_add(1, Ordering::SeqCst);
+    if n >= limit {
+        counter.0.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!(
+            "this connection has {limit} subscriptions open already \
+             (hypervisor.api.limits.subscriptionsPerConnection); close one or open another connection"
+        )
+        .extend_with(|_, ext| ext.set("code", "TOO_MANY_SUBSCRIPTIONS")));
+    }
+    Ok(Some(Slot(counter.0.clone())))
+}
+
+/// The daemon's events after `after`, then live, passed through `filter`.
+fn event_stream(
+    ctx: &Context<'_>,
+    after: Option<u64>,
+    filter: EventFilter,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<hypernix_events::Event>> + use<>>
+{
+    let slot = take_slot(ctx)?;
+    let stream = daemon(ctx)?.subscribe(after);
+    Ok(stream.filter_map(move |e| {
+        let _held = &slot;
+        let out = match e {
+            Ok(e) if filter.matches(&e) => Some(Ok(e)),
+            Ok(_) => None,
+            Err(err) => Some(Err(async_graphql::Error::new(err.to_string()))),
+        };
+        futures::future::ready(out)
+    }))
+}
+
+/// Live updates over WebSocket (graphql-transport-ws).
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// Events as they are published; with `after`, first every event after that id.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<u64>,
+        filter: Option<EventFilter>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
+        Ok(event_stream(ctx, after, filter.unwrap_or_default())?.map(|e| e.map(Event::from)))
+    }
+
+    /// Each state change of compute units (of `name` only, when given).
+    async fn compute_unit_state_changed(
+        &self,
+        ctx: &Context<'_>,
+        name: Option<String>,
+        after: Option<u64>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<UnitStateChange>>> {
+        let filter = EventFilter {
+            kinds: Some(vec!["unit.*".into()]),
+            subject: name.map(|n| format!("unit/{n}")),
+        };
+        let mut last: std::collections::HashMap<String, Value> = Default::default();
+        Ok(event_stream(ctx, after, filter)?.filter_map(move |e| {
+            let out = match e {
+                Err(err) => Some(Err(err)),
+                Ok(e) => {
+                    let unit = e.subject.trim_start_matches("unit/").to_string();
+                    let state = e.payload.get("state").cloned().unwrap_or(Value::Null);
+                    let changed = last.get(&unit) != Some(&state);
+                    last.insert(unit.clone(), state.clone());
+                    serde_json::from_value::<hypernix_daemon::model::UnitState>(state)
+                        .ok()
+                        .filter(|_| changed)
+                        .map(|s| {
+                            Ok(UnitStateChange {
+                                event_id: e.id,
+                                unit,
+                                state: s.into(),
+                                kind: e.kind,
+                                time: e.time,
+                            })
+                        })
+                }
+            };
+            futures::future::ready(out)
+        }))
+    }
+
+    /// Each configuration change of compute units (of `name` only, when given).
+    async fn compute_unit_updated(
+        &self,
+        ctx: &Context<'_>,
+        name: Option<String>,
+        after: Option<u64>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
+        let filter = EventFilter {
+            kinds: Some(vec![
+                "unit.configured".into(),
+                "unit.ballooned".into(),
+                "unit.vcpus".into(),
+            ]),
+            subject: name.map(|n| format!("unit/{n}")),
+        };
+        Ok(event_stream(ctx, after, filter)?.map(|e| e.map(Event::from)))
+    }
+}

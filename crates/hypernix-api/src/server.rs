@@ -1,0 +1,84 @@
+//! The HTTP side: `POST /graphql` for queries and mutations, `GET /graphql` upgraded to a
+//! WebSocket for subscriptions (graphql-transport-ws, and the legacy graphql-ws), and
+//! GraphiQL at `/` when enabled.
+
+use std::sync::Arc;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use hypernix_daemon::Daemon;
+
+use crate::schema::{self, ConnectionSubscriptions, HypernixSchema, Limits};
+
+/// The API's routes over a daemon.
+pub fn router(daemon: Arc<Daemon>, limits: Limits, graphiql: bool) -> Router {
+    let schema = schema::build(Some(daemon), limits);
+    let mut r = Router::new()
+        .route("/graphql", get(subscribe).post(query))
+        .layer(DefaultBodyLimit::max(limits.body_size));
+    if graphiql {
+        r = r.route("/", get(graphiql_page));
+    }
+    r.with_state(schema)
+}
+
+/// Queries and mutations. The body is read under `api.limits.bodySize`; a body that is too
+/// large or not a GraphQL request still gets an answer in GraphQL's shape.
+async fn query(
+    State(schema): State<HypernixSchema>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return refuse(rejection.status(), rejection.body_text()),
+    };
+    match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(req) => axum::Json(schema.execute(req).await).into_response(),
+        Err(e) => refuse(
+            StatusCode::BAD_REQUEST,
+            format!("not a GraphQL request: {e}"),
+        ),
+    }
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }]
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn subscribe(
+    State(schema): State<HypernixSchema>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(|_payload| async {
+                    let mut data = Data::default();
+                    data.insert(ConnectionSubscriptions::default());
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn graphiql_page() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .finish(),
+    )
+}

@@ -1,0 +1,186 @@
+//! Pack files: `"HNXPACK1" || blob* || sealed(header) || u32le(len)` (docs/backup-format.md).
+
+use std::path::Path;
+
+use crate::crypto::Keys;
+use crate::error::{Result, corrupt};
+
+/// The first eight bytes of every pack.
+pub const MAGIC: &[u8; 8] = b"HNXPACK1";
+/// Bytes per header entry.
+const ENTRY: usize = 81;
+/// The size past which an open pack is written out.
+pub const TARGET_SIZE: usize = 16 << 20;
+
+/// How a blob's payload encodes its chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// The chunk itself.
+    Raw,
+    /// A zstd frame of the chunk.
+    Zstd,
+    /// A zstd frame compressed with the base chunk as dictionary.
+    Delta,
+}
+
+impl BlobKind {
+    fn code(self) -> u8 {
+        match self {
+            BlobKind::Raw => 0,
+            BlobKind::Zstd => 1,
+            BlobKind::Delta => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<BlobKind> {
+        Some(match code {
+            0 => BlobKind::Raw,
+            1 => BlobKind::Zstd,
+            2 => BlobKind::Delta,
+            _ => return None,
+        })
+    }
+}
+
+/// Where one chunk lies in a pack, and how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The chunk id.
+    pub id: [u8; 32],
+    /// The encoding.
+    pub kind: BlobKind,
+    /// Offset of the blob from the start of the pack.
+    pub offset: u64,
+    /// Bytes of the sealed blob.
+    pub stored_len: u32,
+    /// Bytes of the chunk.
+    pub plain_len: u32,
+    /// The base chunk of a delta; zero otherwise.
+    pub base: [u8; 32],
+}
+
+impl Entry {
+    /// The 81-byte encoding (without the chunk id when `with_id` is false).
+    pub fn encode(&self, with_id: bool, out: &mut Vec<u8>) {
+        if with_id {
+            out.extend_from_slice(&self.id);
+        }
+        out.push(self.kind.code());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.plain_len.to_le_bytes());
+        out.extend_from_slice(&self.base);
+    }
+
+    /// Decodes `id` plus the 49 bytes after it; `None` when malformed.
+    pub fn decode(id: [u8; 32], rest: &[u8]) -> Option<Entry> {
+        if rest.len() != ENTRY - 32 {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().unwrap_or_default());
+        Some(Entry {
+            id,
+            kind: BlobKind::from_code(rest[0])?,
+            offset: u64::from_le_bytes(rest[1..9].try_into().ok()?),
+            stored_len: u32_at(9),
+            plain_len: u32_at(13),
+            base: rest[17..49].try_into().ok()?,
+        })
+    }
+}
+
+/// A pack being filled in memory.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl PackBuilder {
+    /// Appends a sealed blob.
+    pub fn push(
+        &mut self,
+        id: [u8; 32],
+        kind: BlobKind,
+        sealed: &[u8],
+        plain_len: usize,
+        base: [u8; 32],
+    ) {
+        if self.data.is_empty() {
+            self.data.extend_from_slice(MAGIC);
+        }
+        self.entries.push(Entry {
+            id,
+            kind,
+            offset: self.data.len() as u64,
+            stored_len: sealed.len() as u32,
+            plain_len: plain_len as u32,
+            base,
+        });
+        self.data.extend_from_slice(sealed);
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// No blob yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries so far.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Finishes the pack: its bytes and entries; the builder is left empty.
+    pub fn finish(&mut self, keys: &Keys) -> (Vec<u8>, Vec<Entry>) {
+        let mut header = (self.entries.len() as u32).to_le_bytes().to_vec();
+        for entry in &self.entries {
+            entry.encode(true, &mut header);
+        }
+        let sealed = keys.seal(&header);
+        let mut data = std::mem::take(&mut self.data);
+        data.extend_from_slice(&sealed);
+        data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        (data, std::mem::take(&mut self.entries))
+    }
+}
+
+/// Reads the header of the pack bytes `data` read from `path`, checking every entry's bounds.
+pub fn read_header(data: &[u8], keys: &Keys, path: &Path) -> Result<Vec<Entry>> {
+    if data.len() < MAGIC.len() + 4 || &data[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(path, "not a pack (bad magic or too short)"));
+    }
+    let len_at = data.len() - 4;
+    let header_len = u32::from_le_bytes(data[len_at..].try_into().unwrap_or_default()) as usize;
+    let header_start = len_at
+        .checked_sub(header_len)
+        .filter(|&s| s >= MAGIC.len())
+        .ok_or_else(|| corrupt(path, "header length points outside the pack"))?;
+    let header = keys.open(&data[header_start..len_at], path)?;
+    let count = header
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+        .ok_or_else(|| corrupt(path, "header is too short"))?;
+    if header.len() != 4 + count * ENTRY {
+        return Err(corrupt(
+            path,
+            "header length does not match its entry count",
+        ));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for raw in header[4..].chunks_exact(ENTRY) {
+        let id: [u8; 32] = raw[..32].try_into().unwrap_or_default();
+        let entry =
+            Entry::decode(id, &raw[32..]).ok_or_else(|| corrupt(path, "bad header entry"))?;
+        let end = entry.offset.checked_add(u64::from(entry.stored_len));
+        if entry.offset < MAGIC.len() as u64 || end.is_none_or(|e| e > header_start as u64) {
+            return Err(corrupt(path, "a header entry points outside the blob area"));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}

@@ -1,0 +1,142 @@
+//! Restoring a snapshot: files bit-identical, holes left as holes (or written as zeros on a
+//! block device, which has none).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result, corrupt};
+use crate::hex;
+use crate::repo::Repository;
+use crate::snapshot::{Extent, Node, NodeType, Snapshot, SnapshotKind};
+
+/// Restores `snapshot` to `target`: a directory for a tree (each top-level path becomes
+/// `target/BASENAME`), a file or block device for an image. `progress` gets bytes written.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    match snapshot.kind {
+        SnapshotKind::Image => {
+            let root = snapshot.roots.first().ok_or_else(|| Error::NoSuchPath {
+                snapshot: snapshot.id.clone(),
+                path: "(image)".into(),
+            })?;
+            restore_file(repo, root, target, progress)
+        }
+        SnapshotKind::Tree => {
+            fs::create_dir_all(target).at(target)?;
+            for root in &snapshot.roots {
+                let base = Path::new(&root.name)
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_else(|| "root".into());
+                restore_node(repo, root, &target.join(base), progress)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Restores one node at `path`.
+fn restore_node(
+    repo: &Repository,
+    node: &Node,
+    path: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    match node.kind {
+        NodeType::Dir => {
+            fs::create_dir_all(path).at(path)?;
+            for child in &node.children {
+                if child.name.is_empty()
+                    || child.name.contains('/')
+                    || child.name == ".."
+                    || child.name == "."
+                {
+                    return Err(corrupt(
+                        path,
+                        format!("snapshot names an unsafe path `{}`", child.name),
+                    ));
+                }
+                restore_node(repo, child, &path.join(&child.name), progress)?;
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).at(path)?;
+        }
+        NodeType::Symlink => {
+            let _ = fs::remove_file(path);
+            std::os::unix::fs::symlink(node.target.as_deref().unwrap_or_default(), path)
+                .at(path)?;
+        }
+        NodeType::File => {
+            restore_file(repo, node, path, progress)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).at(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file's content at `path`, leaving holes unwritten on regular files.
+fn restore_file(
+    repo: &Repository,
+    node: &Node,
+    path: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let file: File = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(!is_device)
+        .open(path)
+        .at(path)?;
+    if !is_device {
+        file.set_len(node.size).at(path)?;
+    }
+    let mut offset = 0u64;
+    for extent in &node.content {
+        match extent {
+            Extent::Hole(len) => {
+                if is_device {
+                    write_zeros(&file, offset, *len, path)?;
+                }
+                offset += len;
+                progress(*len);
+            }
+            Extent::Chunk(id) => {
+                let id = hex::decode32(id).ok_or_else(|| {
+                    corrupt(path, format!("snapshot has a malformed chunk id `{id}`"))
+                })?;
+                let data = repo.read_chunk(&id)?;
+                file.write_all_at(&data, offset).at(path)?;
+                offset += data.len() as u64;
+                progress(data.len() as u64);
+            }
+        }
+    }
+    if offset != node.size {
+        return Err(corrupt(
+            path,
+            format!(
+                "snapshot content adds up to {offset} bytes, not {}",
+                node.size
+            ),
+        ));
+    }
+    file.sync_all().at(path)?;
+    Ok(())
+}
+
+/// Writes `len` zero bytes at `offset`.
+fn write_zeros(file: &File, mut offset: u64, mut len: u64, path: &Path) -> Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    while len > 0 {
+        let n = len.min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], offset).at(path)?;
+        offset += n;
+        len -= n;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The backup write path.
+//!
+//! 1. Open the repository (config, key, index) and write `locks/ID`.
+//! 2. Walk the source; find each file's data regions with `SEEK_DATA`/`SEEK_HOLE`.
+//! 3. Cut each region with FastCDC; an all-zero chunk becomes a hole.
+//! 4. Hash the chunk with the keyed BLAKE3 id key; a known id is only recorded (dedup).
+//! 5. Otherwise encode it (delta against a similar chunk, else zstd, else raw), seal it and
+//!    append it to the open pack.
+//! 6. A full pack is written atomically (tmp, fsync, rename, directory fsync), then its
+//!    entries are committed to the index.
+//! 7. After the last file: the last pack as in 6, then the sealed snapshot, then the lock
+//!    is removed.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::crypto::random;
+use crate::error::{IoContext, Result};
+use crate::hex;
+use crate::pack::{BlobKind, PackBuilder, TARGET_SIZE};
+use crate::repo::{Repository, to_json};
+use crate::snapshot::{BackupStats, Extent, Snapshot, SnapshotKind};
+use crate::source::read_node;
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The source's name, recorded in the snapshot.
+    pub source: String,
+    /// A tree of files, or one image.
+    pub kind: SnapshotKind,
+    /// The paths to read (one for an image).
+    pub paths: Vec<PathBuf>,
+}
+
+/// A backup in progress: the open pack and the counts.
+pub(crate) struct Writer<'r> {
+    repo: &'r Repository,
+    pack: PackBuilder,
+    pending: HashSet<[u8; 32]>,
+    stats: BackupStats,
+    progress: &'r mut dyn FnMut(u64),
+}
+
+impl<'r> Writer<'r> {
+    /// The repository written to.
+    pub(crate) fn repo(&self) -> &'r Repository {
+        self.repo
+    }
+
+    /// Counts a hole of `len` bytes.
+    pub(crate) fn hole(&mut self, len: u64) {
+        self.stats.bytes += len;
+        self.stats.hole_bytes += len;
+        (self.progress)(len);
+    }
+
+    /// Counts a finished file.
+    pub(crate) fn file_done(&mut self) {
+        self.stats.files += 1;
+    }
+
+    /// Stores one chunk (steps 3 to 6) and returns its extent.
+    pub(crate) fn store(&mut self, data: &[u8]) -> Result<Extent> {
+        let len = data.len() as u64;
+        (self.progress)(len);
+        if data.iter().all(|&b| b == 0) {
+            self.stats.bytes += len;
+            self.stats.hole_bytes += len;
+            return Ok(Extent::Hole(len));
+        }
+        self.stats.bytes += len;
+        self.stats.chunks += 1;
+        let id = self.repo.keys().chunk_id(data);
+        if self.pending.contains(&id) || self.repo.index().get(&id)?.is_some() {
+            self.stats.dedup_chunks += 1;
+            return Ok(Extent::Chunk(hex::encode(&id)));
+        }
+        let (kind, payload, base) = self.encode(data)?;
+        let sealed = self.repo.keys().seal(&payload);
+        self.stats.new_chunks += 1;
+        self.stats.new_bytes += len;
+        self.stats.stored_bytes += sealed.len() as u64;
+        self.pack.push(id, kind, &sealed, data.len(), base);
+        self.pending.insert(id);
+        if self.pack.len() >= TARGET_SIZE {
+            self.flush()?;
+        }
+        Ok(Extent::Chunk(hex::encode(&id)))
+    }
+
+    /// Compresses a chunk; incompressible chunks stay raw.
+    fn encode(&mut self, data: &[u8]) -> Result<(BlobKind, Vec<u8>, [u8; 32])> {
+        let level = self.repo.config().compression.level;
+        let compressed = zstd::bulk::compress(data, level).at(self.repo.root())?;
+        Ok(if compressed.len() < data.len() {
+            (BlobKind::Zstd, compressed, [0; 32])
+        } else {
+            (BlobKind::Raw, data.to_vec(), [0; 32])
+        })
+    }
+
+    /// Writes the open pack (step 6).
+    fn flush(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let (bytes, entries) = self.pack.finish(self.repo.keys());
+        let id = *blake3::hash(&bytes).as_bytes();
+        self.repo.write_file(&self.repo.pack_path(&id), &bytes)?;
+        self.repo.index().insert_pack(&id, &entries)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// A running backup's lock file, removed when dropped.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn take(repo: &Repository) -> Result<Lock> {
+        let path = repo.root().join("locks").join(hex::encode(&random::<8>()));
+        let body = serde_json::json!({
+            "host": hostname(),
+            "pid": std::process::id(),
+            "start": Utc::now(),
+        });
+        repo.write_file(&path, &to_json(&body))?;
+        Ok(Lock(path))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// This machine's host name.
+pub(crate) fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Backs up `options.paths` into `repo` and returns the saved snapshot; `progress` is
+/// called with the bytes read so far, chunk by chunk.
+pub fn backup(
+    repo: &Repository,
+    options: &BackupOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Snapshot> {
+    let _lock = Lock::take(repo)?;
+    let mut writer = Writer {
+        repo,
+        pack: PackBuilder::default(),
+        pending: HashSet::new(),
+        stats: BackupStats::default(),
+        progress,
+    };
+    let time = Utc::now();
+    let mut roots = Vec::new();
+    for path in &options.paths {
+        let name = path_name(path);
+        if let Some(node) = read_node(&mut writer, path, name)? {
+            roots.push(node);
+        }
+    }
+    writer.flush()?;
+    let mut snapshot = Snapshot {
+        version: crate::repo::VERSION,
+        id: String::new(),
+        time,
+        host: hostname(),
+        source: options.source.clone(),
+        kind: options.kind,
+        paths: options.paths.iter().map(|p| path_name(p)).collect(),
+        roots,
+        stats: writer.stats,
+    };
+    repo.save_snapshot(&mut snapshot)?;
+    Ok(snapshot)
+}
+
+/// The absolute form of `path`, as text, for the snapshot.
+fn path_name(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,30 @@
+//! Tiered block volumes served over NBD.
+//!
+//! A [`Store`] holds volumes made of fixed-size extents (`storage.fabric.heatMap.granularity`).
+//! Each allocated extent lives in one slot of one tier: a memory tier or a directory tier
+//! (one data file). The extent map is kept in redb and changed only by copy-then-switch
+//! (write data, sync, commit), so a crash at any moment leaves a consistent map; see
+//! `docs/storage-format.md`. Unallocated extents read as zeros. [`HeatMap`] counts accesses
+//! with exponential decay and [`placement`] moves extents between tiers by heat.
+//! [`nbd`] serves each volume as an NBD export.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+mod fsck;
+pub mod heat;
+mod io;
+mod map;
+pub mod nbd;
+pub mod placement;
+mod store;
+mod tier;
+
+pub use config::{Demote, Promote, StoreConfig, TierMedium, TierSpec};
+pub use error::{ErrorKind, StorageError};
+pub use fsck::FsckReport;
+pub use heat::HeatMap;
+pub use map::FORMAT;
+pub use placement::{Move, PlacementReport};
+pub use store::{Run, Store, TierStats, VolumeInfo, check_volume_name};

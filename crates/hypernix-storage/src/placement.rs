@@ -1,0 +1,199 @@
+//! The placement engine: promotes hot extents to faster tiers and demotes cold ones.
+//!
+//! A round goes:
+//! 1. score every mapped extent: its decayed access count, and that count relative to the
+//!    hottest extent's (the heat score, 0 to 1);
+//! 2. plan demotions: an extent leaves its tier for the next slower one when the tier's
+//!    demotion policy holds (idle at least `idleTime` and score at most `heatScore`);
+//! 3. plan promotions, hottest first: an extent enters the next faster tier when that tier's
+//!    promotion policy holds (count at least `accessFrequency`, score at least `heatScore`),
+//!    while the tier has free slots (counting those the demotions free) and the round has
+//!    not moved `batchSize` bytes into it;
+//! 4. carry out each move by copy-then-switch, one extent at a time under the store lock, so
+//!    guest I/O waits at most one extent copy:
+//!    a. take a slot on the destination tier,
+//!    b. copy the extent into it and sync the destination,
+//!    c. commit one map transaction that points the extent at the new slot and frees the old,
+//!    d. punch the old slot.
+//!    A crash before (c) leaves the old mapping and intact old data; after (c), the new
+//!    mapping and synced new data. Durable stores never move extents onto memory tiers.
+
+use serde::Serialize;
+
+use crate::error::StorageError;
+use crate::map::Op;
+use crate::store::{State, Store};
+
+/// One planned move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// The volume.
+    pub volume: String,
+    /// The extent index.
+    pub extent: u64,
+    /// The tier it is on.
+    pub from: String,
+    /// The tier it goes to.
+    pub to: String,
+}
+
+/// What a placement round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlacementReport {
+    /// Extents moved to a faster tier.
+    pub promoted: u64,
+    /// Extents moved to a slower tier.
+    pub demoted: u64,
+}
+
+impl Store {
+    /// Usable tier indexes (fastest first): all in an ephemeral store, durable ones otherwise.
+    fn usable(&self, st: &State) -> Vec<usize> {
+        (0..st.tiers.len())
+            .filter(|&i| !self.durable || st.tiers[i].data.durable())
+            .collect()
+    }
+
+    /// Plans one placement round at the store's current time (steps 1-3).
+    pub fn plan_moves(&self) -> Vec<Move> {
+        let st = self.lock();
+        let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.now();
+        let hottest = heat.hottest(now);
+        let usable = self.usable(&st);
+        let names: std::collections::HashMap<u64, &str> =
+            st.volumes.iter().map(|(n, v)| (v.id, n.as_str())).collect();
+        let mut room: Vec<u64> = usable
+            .iter()
+            .map(|&i| {
+                let t = &st.tiers[i];
+                t.free.len() as u64 + (t.slots - t.high_water.min(t.slots))
+            })
+            .collect();
+        let mut demotions = Vec::new();
+        let mut promotions = Vec::new();
+        for (&key, &(tid, _)) in &st.extents {
+            let Some(pos) = usable.iter().position(|&i| st.tiers[i].id == tid) else {
+                continue;
+            };
+            let count = heat.count(key, now);
+            let score = if hottest > 0.0 { count / hottest } else { 0.0 };
+            let idle = u64::from(heat.idle(key, now).unwrap_or(now));
+            if let Some(d) = st.tiers[usable[pos]].spec.demote
+                && pos + 1 < usable.len()
+                && idle >= d.idle.as_secs()
+                && score <= d.score
+            {
+                demotions.push((key, pos, pos + 1));
+            } else if pos > 0
+                && let Some(p) = st.tiers[usable[pos - 1]].spec.promote
+                && count >= p.count
+                && score >= p.score
+            {
+                promotions.push((count, key, pos, pos - 1));
+            }
+        }
+        let mut planned = Vec::new();
+        demotions.sort();
+        for (key, from, to) in demotions {
+            if room[to] > 0 {
+                room[to] -= 1;
+                room[from] += 1;
+                planned.push((key, from, to));
+            }
+        }
+        promotions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut batch: Vec<u64> = usable
+            .iter()
+            .map(|&i| st.tiers[i].spec.promote.map_or(0, |p| p.batch))
+            .collect();
+        for (_, key, from, to) in promotions {
+            if room[to] > 0 && batch[to] >= self.granularity {
+                room[to] -= 1;
+                room[from] += 1;
+                batch[to] -= self.granularity;
+                planned.push((key, from, to));
+            }
+        }
+        planned
+            .into_iter()
+            .map(|(key, from, to)| Move {
+                volume: names.get(&key.0).copied().unwrap_or("?").to_owned(),
+                extent: key.1,
+                from: st.tiers[usable[from]].spec.name.clone(),
+                to: st.tiers[usable[to]].spec.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Moves extent `extent` of `volume` to tier `to` by copy-then-switch (step 4); returns
+    /// false when it is a hole or already there.
+    pub fn move_extent(&self, volume: &str, extent: u64, to: &str) -> Result<bool, StorageError> {
+        let mut st = self.lock();
+        let id = st
+            .volumes
+            .get(volume)
+            .map(|v| v.id)
+            .ok_or_else(|| StorageError::NoVolume(volume.into()))?;
+        let dst = self
+            .usable(&st)
+            .into_iter()
+            .find(|&i| st.tiers[i].spec.name == to)
+            .ok_or_else(|| StorageError::NoTier(to.into()))?;
+        let key = (id, extent);
+        let Some((src_id, src_slot)) = st.extents.get(&key).copied() else {
+            return Ok(false);
+        };
+        let dst_id = st.tiers[dst].id;
+        if src_id == dst_id {
+            return Ok(false);
+        }
+        let (slot, op) = Store::take_slot(&mut st, dst).ok_or_else(|| StorageError::Full {
+            volume: volume.into(),
+            extent,
+        })?;
+        let mut buf = vec![0u8; self.granularity as usize];
+        let copied = st
+            .tier(src_id)
+            .data
+            .read(src_slot, 0, &mut buf)
+            .and_then(|()| st.tiers[dst].data.write(slot, 0, &buf))
+            .and_then(|()| st.tiers[dst].data.sync())
+            .and_then(|()| {
+                self.map.commit(&[
+                    op,
+                    Op::PutExtent(key, (dst_id, slot)),
+                    Op::AddFree(src_id, src_slot),
+                ])
+            });
+        if let Err(e) = copied {
+            Store::untake_slot(&mut st, dst, slot);
+            return Err(e);
+        }
+        st.extents.insert(key, (dst_id, slot));
+        let src = st.tiers.iter().position(|t| t.id == src_id).unwrap_or(0);
+        st.tiers[src].free.insert(src_slot);
+        st.tiers[src].data.discard(src_slot)?;
+        Ok(true)
+    }
+
+    /// Plans and carries out one placement round.
+    pub fn rebalance(&self) -> Result<PlacementReport, StorageError> {
+        let levels: std::collections::HashMap<String, u32> = self
+            .tier_stats()
+            .into_iter()
+            .map(|t| (t.name, t.level))
+            .collect();
+        let mut report = PlacementReport::default();
+        for m in self.plan_moves() {
+            if self.move_extent(&m.volume, m.extent, &m.to)? {
+                if levels.get(&m.to) < levels.get(&m.from) {
+                    report.promoted += 1;
+                } else {
+                    report.demoted += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

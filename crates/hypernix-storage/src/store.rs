@@ -1,0 +1,431 @@
+//! The store: volumes of extents placed on tiers, with the extent map kept in redb.
+//!
+//! The in-memory [`State`] mirrors the map; every change is committed to redb first (one
+//! durable transaction) and applied to the mirror after, so the mirror never runs ahead of
+//! what survives a crash. Data reaches a tier before the map points at it (see
+//! `docs/storage-format.md`, "Write protocols").
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{StoreConfig, TierMedium, TierSpec};
+use crate::error::StorageError;
+use crate::heat::HeatMap;
+use crate::map::{FORMAT, Map, Op};
+use crate::tier::TierData;
+
+/// A volume as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeInfo {
+    /// Its name, which is also its NBD export name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Extents that hold data (the rest read as zeros).
+    pub allocated_extents: u64,
+}
+
+/// One tier's usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierStats {
+    /// The tier's name.
+    pub name: String,
+    /// Its level (0 fastest).
+    pub level: u32,
+    /// Whether it survives restarts.
+    pub durable: bool,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Bytes in use by extents.
+    pub used: u64,
+    /// Extents it holds.
+    pub extents: u64,
+}
+
+/// A run of a volume with the same allocation state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Whether it holds data (false: a hole that reads as zeros).
+    pub allocated: bool,
+}
+
+pub(crate) struct Volume {
+    pub id: u64,
+    pub size: u64,
+}
+
+pub(crate) struct TierState {
+    pub id: u8,
+    pub spec: TierSpec,
+    pub data: TierData,
+    pub high_water: u64,
+    pub free: BTreeSet<u64>,
+    /// Capacity in slots.
+    pub slots: u64,
+}
+
+pub(crate) struct State {
+    pub volumes: BTreeMap<String, Volume>,
+    pub extents: HashMap<(u64, u64), (u8, u64)>,
+    /// Fastest first.
+    pub tiers: Vec<TierState>,
+    pub next_volume: u64,
+}
+
+impl State {
+    pub fn tier(&self, id: u8) -> &TierState {
+        // Every mapped tier id was checked against the tiers at open.
+        let i = self.tiers.iter().position(|t| t.id == id).unwrap_or(0);
+        &self.tiers[i]
+    }
+}
+
+/// A tiered extent store: a directory (or RAM) holding volumes.
+pub struct Store {
+    pub(crate) state: Mutex<State>,
+    pub(crate) map: Map,
+    pub(crate) granularity: u64,
+    pub(crate) durable: bool,
+    pub(crate) default_level: u32,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) heat: Mutex<HeatMap>,
+    pub(crate) epoch: Instant,
+    pub(crate) clock_offset: AtomicU64,
+}
+
+/// Checks that `name` can be a volume and an NBD export name.
+pub fn check_volume_name(name: &str) -> Result<(), StorageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::BadName(name.into()))
+    }
+}
+
+fn tier_path(dir: &Path, spec: &TierSpec) -> PathBuf {
+    match &spec.medium {
+        TierMedium::Directory(Some(loc)) => loc.join(format!("hypernix-tier-{}.data", spec.name)),
+        _ => dir.join(format!("tier-{}.data", spec.name)),
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (creating it), with the tiers of `config`.
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::TierIo {
+            tier: "(store)".into(),
+            path: dir.into(),
+            source,
+        })?;
+        let map = Map::open(&dir.join("map.redb"))?;
+        Store::build(map, config, Some(dir))
+    }
+
+    /// An ephemeral store in RAM: every tier is a memory tier; nothing survives a restart.
+    pub fn ephemeral(config: &StoreConfig) -> Result<Store, StorageError> {
+        Store::build(Map::memory()?, config, None)
+    }
+
+    fn build(map: Map, config: &StoreConfig, dir: Option<&Path>) -> Result<Store, StorageError> {
+        let g = config.granularity;
+        let loaded = map.load()?;
+        let incompatible = |reason: String| StorageError::Incompatible {
+            path: map.path().into(),
+            reason,
+        };
+        let mut ops = Vec::new();
+        match loaded.meta.get("format") {
+            None => ops.extend([
+                Op::Meta("format", FORMAT),
+                Op::Meta("granularity", g),
+                Op::Meta("next_volume", 1),
+            ]),
+            Some(&FORMAT) => {}
+            Some(other) => {
+                return Err(incompatible(format!(
+                    "map format {other}, this build reads {FORMAT}; use a matching hypernix"
+                )));
+            }
+        }
+        if let Some(&have) = loaded.meta.get("granularity")
+            && have != g
+        {
+            return Err(incompatible(format!(
+                "extent granularity is {have} bytes but the configuration says {g}; \
+                 set storage.fabric.heatMap.granularity back to {have}"
+            )));
+        }
+        let mut next_id = loaded
+            .tiers
+            .values()
+            .map(|t| t.0)
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut tiers = Vec::new();
+        for spec in &config.tiers {
+            let (id, high_water) = match loaded.tiers.get(&spec.name) {
+                Some(&t) => t,
+                None => {
+                    let id = next_id;
+                    next_id = next_id.checked_add(1).ok_or_else(|| {
+                        StorageError::Config("more than 255 tiers over the store's life".into())
+                    })?;
+                    ops.push(Op::PutTier(spec.name.clone(), id, 0));
+                    (id, 0)
+                }
+            };
+            let data = match (dir, &spec.medium) {
+                (Some(dir), TierMedium::Directory(_)) => {
+                    TierData::file(&spec.name, g, &tier_path(dir, spec))?
+                }
+                _ => TierData::memory(&spec.name, g),
+            };
+            let free = loaded
+                .free
+                .range((id, 0)..=(id, u64::MAX))
+                .map(|&(_, s)| s)
+                .collect();
+            tiers.push(TierState {
+                id,
+                spec: spec.clone(),
+                data,
+                high_water,
+                free,
+                slots: spec.capacity / g,
+            });
+        }
+        let mut extents = HashMap::new();
+        for (&key, &(tier, slot)) in &loaded.extents {
+            let Some(t) = tiers.iter().find(|t| t.id == tier) else {
+                let name = loaded.tiers.iter().find(|(_, v)| v.0 == tier);
+                let name = name.map_or("?", |(n, _)| n.as_str());
+                return Err(StorageError::NoTier(format!(
+                    "{name} (holds extents; add it back to storage.tiers)"
+                )));
+            };
+            if dir.is_some() && !t.data.durable() {
+                return Err(incompatible(format!(
+                    "tier {:?} is a memory tier but holds extents; it must be a directory tier",
+                    t.spec.name
+                )));
+            }
+            extents.insert(key, (tier, slot));
+        }
+        map.commit(&ops)?;
+        let volumes = loaded
+            .volumes
+            .into_iter()
+            .map(|(name, (id, size))| (name, Volume { id, size }))
+            .collect();
+        let next_volume = loaded.meta.get("next_volume").copied().unwrap_or(1);
+        Ok(Store {
+            state: Mutex::new(State {
+                volumes,
+                extents,
+                tiers,
+                next_volume,
+            }),
+            map,
+            granularity: g,
+            durable: dir.is_some(),
+            default_level: config.default_level,
+            dir: dir.map(Path::to_path_buf),
+            heat: Mutex::new(HeatMap::new(config.half_life.as_secs_f64())),
+            epoch: Instant::now(),
+            clock_offset: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seconds since the store opened, plus any [`Store::advance_clock`].
+    pub fn now(&self) -> u32 {
+        let secs = self.epoch.elapsed().as_secs() + self.clock_offset.load(Ordering::Relaxed);
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
+    /// Moves the store's heat clock forward by `secs` (simulated time in tests and replays).
+    pub fn advance_clock(&self, secs: u64) {
+        self.clock_offset.fetch_add(secs, Ordering::Relaxed);
+    }
+
+    /// Counts an access to every extent of `[offset, offset+len)` of volume `id`.
+    pub(crate) fn record(&self, id: u64, offset: u64, len: u64, write: bool) {
+        if len == 0 {
+            return;
+        }
+        let now = self.now();
+        let g = self.granularity;
+        let mut heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        for idx in offset / g..=(offset + len - 1) / g {
+            heat.record((id, idx), now, write);
+        }
+    }
+
+    /// The extent size in bytes.
+    pub fn granularity(&self) -> u64 {
+        self.granularity
+    }
+
+    /// The store directory (`None` for an ephemeral store).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Creates an empty (all-zero, unallocated) volume of `size` bytes.
+    pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeInfo, StorageError> {
+        check_volume_name(name)?;
+        let mut st = self.lock();
+        if st.volumes.contains_key(name) {
+            return Err(StorageError::VolumeExists(name.into()));
+        }
+        let id = st.next_volume;
+        self.map.commit(&[
+            Op::PutVolume(name.into(), id, size),
+            Op::Meta("next_volume", id + 1),
+        ])?;
+        st.next_volume = id + 1;
+        st.volumes.insert(name.into(), Volume { id, size });
+        Ok(VolumeInfo {
+            name: name.into(),
+            size,
+            allocated_extents: 0,
+        })
+    }
+
+    /// Lists the volumes by name.
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        let st = self.lock();
+        let mut count: HashMap<u64, u64> = HashMap::new();
+        for &(vid, _) in st.extents.keys() {
+            *count.entry(vid).or_default() += 1;
+        }
+        st.volumes
+            .iter()
+            .map(|(name, v)| VolumeInfo {
+                name: name.clone(),
+                size: v.size,
+                allocated_extents: count.get(&v.id).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// The size of volume `name`.
+    pub fn volume_size(&self, name: &str) -> Result<u64, StorageError> {
+        let st = self.lock();
+        st.volumes
+            .get(name)
+            .map(|v| v.size)
+            .ok_or_else(|| StorageError::NoVolume(name.into()))
+    }
+
+    /// Removes volume `name` and frees its extents.
+    pub fn remove_volume(&self, name: &str) -> Result<(), StorageError> {
+        let mut st = self.lock();
+        let id = st
+            .volumes
+            .get(name)
+            .map(|v| v.id)
+            .ok_or_else(|| StorageError::NoVolume(name.into()))?;
+        let keys: Vec<_> = st.extents.keys().filter(|k| k.0 == id).copied().collect();
+        let mut ops = vec![Op::DelVolume(name.into())];
+        self.free_extents(&mut st, &keys, &mut ops)?;
+        st.volumes.remove(name);
+        Ok(())
+    }
+
+    /// Changes the size of volume `name`; shrinking frees the extents past the new end and
+    /// zeroes the cut-off tail of the last one.
+    pub fn resize_volume(&self, name: &str, size: u64) -> Result<(), StorageError> {
+        let mut st = self.lock();
+        let (id, old) = st
+            .volumes
+            .get(name)
+            .map(|v| (v.id, v.size))
+            .ok_or_else(|| StorageError::NoVolume(name.into()))?;
+        let g = self.granularity;
+        if size < old && size % g != 0 {
+            let idx = size / g;
+            if let Some(&(t, slot)) = st.extents.get(&(id, idx)) {
+                let tail = vec![0u8; (g - size % g) as usize];
+                st.tier(t).data.write(slot, size % g, &tail)?;
+                st.tier(t).data.sync()?;
+            }
+        }
+        let first_gone = size.div_ceil(g);
+        let keys: Vec<_> = st
+            .extents
+            .keys()
+            .filter(|k| k.0 == id && k.1 >= first_gone)
+            .copied()
+            .collect();
+        let mut ops = vec![Op::PutVolume(name.into(), id, size)];
+        self.free_extents(&mut st, &keys, &mut ops)?;
+        if let Some(v) = st.volumes.get_mut(name) {
+            v.size = size;
+        }
+        Ok(())
+    }
+
+    /// Commits `ops` plus the freeing of `keys`, then updates the mirror and punches slots.
+    fn free_extents(
+        &self,
+        st: &mut State,
+        keys: &[(u64, u64)],
+        ops: &mut Vec<Op>,
+    ) -> Result<(), StorageError> {
+        let mut freed = Vec::new();
+        for key in keys {
+            if let Some(&(t, s)) = st.extents.get(key) {
+                ops.push(Op::DelExtent(*key));
+                ops.push(Op::AddFree(t, s));
+                freed.push((*key, t, s));
+            }
+        }
+        self.map.commit(ops)?;
+        for (key, t, s) in freed {
+            st.extents.remove(&key);
+            let i = st.tiers.iter().position(|x| x.id == t).unwrap_or(0);
+            st.tiers[i].free.insert(s);
+            st.tiers[i].data.discard(s)?;
+        }
+        Ok(())
+    }
+
+    /// Per-tier usage, fastest first.
+    pub fn tier_stats(&self) -> Vec<TierStats> {
+        let st = self.lock();
+        let mut count: HashMap<u8, u64> = HashMap::new();
+        for &(t, _) in st.extents.values() {
+            *count.entry(t).or_default() += 1;
+        }
+        st.tiers
+            .iter()
+            .map(|t| {
+                let extents = count.get(&t.id).copied().unwrap_or(0);
+                TierStats {
+                    name: t.spec.name.clone(),
+                    level: t.spec.level,
+                    durable: t.data.durable(),
+                    capacity: t.slots * self.granularity,
+                    used: extents * self.granularity,
+                    extents,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,8 @@
+//! The integration tests of hypernix-storage, one binary.
+
+mod bad_input;
+mod clients;
+mod durability;
+mod kit;
+mod placement;
+mod store;

@@ -1,0 +1,245 @@
+//! `hypernix storage`: tiered volumes in a local store, served over NBD.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hypernix_config::Size;
+use hypernix_storage::nbd::NbdServer;
+use hypernix_storage::{Store, StoreConfig};
+
+use crate::cli::OutputArgs;
+use crate::output::{self, table};
+
+/// Tiered volumes served over NBD.
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Create, list, remove and resize volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Per tier: level, capacity, bytes used, extents.
+    Stats {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Check the extent map against the tier files; exit 1 on a problem.
+    Fsck {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Serve every volume as an NBD export (export name = volume name) until Ctrl-C.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Unix socket to listen on.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// TCP address to listen on (keep it on loopback: NBD has no authentication here).
+        #[arg(long)]
+        tcp: Option<String>,
+    },
+}
+
+/// `hypernix storage volume …`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create an empty, thin-provisioned volume.
+    Create {
+        /// The volume's name (also its NBD export name).
+        name: String,
+        /// Its size, e.g. 20Gi.
+        size: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the volumes.
+    Ls {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Remove a volume and free its extents.
+    Rm {
+        /// The volume.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Grow or shrink a volume (shrinking discards the data past the new end).
+    Resize {
+        /// The volume.
+        name: String,
+        /// The new size, e.g. 40Gi.
+        size: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which store, with which tiers.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The store directory.
+    #[arg(long, env = "HYPERNIX_STORAGE_DIR", default_value = "/var/lib/hypernix/storage")]
+    pub store_dir: PathBuf,
+    /// Configuration files whose `hypervisor.storage` gives the tiers (default: one
+    /// directory tier in the store directory).
+    #[arg(long = "config")]
+    pub config: Vec<PathBuf>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> anyhow::Result<Store> {
+        let config = if self.config.is_empty() {
+            StoreConfig::single_disk(1 << 40)
+        } else {
+            let loaded = hypernix_config::load_paths(&self.config).map_err(|e| {
+                let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("{}", lines.join("\n"))
+            })?;
+            StoreConfig::from_config(&loaded.hypervisor.storage)?
+        };
+        Store::open(&self.store_dir, &config).with_context(|| {
+            format!(
+                "opening the store in {}; if `hypernix storage serve` runs on it, stop it or pass another --store-dir",
+                self.store_dir.display()
+            )
+        })
+    }
+}
+
+fn size(s: &str) -> anyhow::Result<u64> {
+    s.parse::<Size>()
+        .map(Size::bytes)
+        .map_err(|()| anyhow::anyhow!("size {s:?} is not a size; write it like 512Mi or 20Gi"))
+}
+
+/// Runs a `hypernix storage` command.
+pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        StorageCommand::Volume(v) => volume(v),
+        StorageCommand::Stats { store, out } => {
+            let stats = store.open()?.tier_stats();
+            if out.json {
+                output::json(&stats)?;
+            } else {
+                let mut t = table(["TIER", "LEVEL", "DURABLE", "CAPACITY", "USED", "EXTENTS"]);
+                for s in stats {
+                    t.add_row([
+                        s.name,
+                        s.level.to_string(),
+                        s.durable.to_string(),
+                        Size(s.capacity).to_string(),
+                        Size(s.used).to_string(),
+                        s.extents.to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StorageCommand::Fsck { store, out } => {
+            let report = store.open()?.fsck()?;
+            if out.json {
+                output::json(&report)?;
+            } else {
+                println!(
+                    "{} volumes, {} extents, {} free slots: {}",
+                    report.volumes,
+                    report.extents,
+                    report.free_slots,
+                    if report.is_clean() { "clean" } else { "PROBLEMS" }
+                );
+                for p in &report.problems {
+                    println!("  {p}");
+                }
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(output::EXIT_FAILURE)
+            })
+        }
+        StorageCommand::Serve { store, socket, tcp } => serve(&store, socket.as_deref(), tcp),
+    }
+}
+
+fn volume(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VolumeCommand::Create { name, size: s, store } => {
+            let v = store.open()?.create_volume(&name, size(&s)?)?;
+            println!("created volume {} ({})", v.name, Size(v.size));
+        }
+        VolumeCommand::Ls { store, out } => {
+            let store = store.open()?;
+            let vols = store.volumes();
+            if out.json {
+                output::json(&vols)?;
+            } else {
+                let mut t = table(["VOLUME", "SIZE", "ALLOCATED"]);
+                for v in vols {
+                    let used = Size(v.allocated_extents * store.granularity());
+                    t.add_row([v.name, Size(v.size).to_string(), used.to_string()]);
+                }
+                println!("{t}");
+            }
+        }
+        VolumeCommand::Rm { name, store } => {
+            store.open()?.remove_volume(&name)?;
+            println!("removed volume {name}");
+        }
+        VolumeCommand::Resize { name, size: s, store } => {
+            let bytes = size(&s)?;
+            store.open()?.resize_volume(&name, bytes)?;
+            println!("resized volume {name} to {}", Size(bytes));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(store: &StoreArgs, socket: Option<&Path>, tcp: Option<String>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        socket.is_some() || tcp.is_some(),
+        "nothing to listen on; pass --socket PATH and/or --tcp 127.0.0.1:10809"
+    );
+    let server = NbdServer::new(Arc::new(store.open()?));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let unix = match socket {
+            Some(path) => {
+                // A socket left by a previous run would make bind fail.
+                let _ = std::fs::remove_file(path);
+                let l = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("listening on {}", path.display()))?;
+                eprintln!("serving NBD on unix socket {}", path.display());
+                Some(l)
+            }
+            None => None,
+        };
+        let tcp = match tcp {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                eprintln!("serving NBD on tcp {addr}");
+                Some(l)
+            }
+            None => None,
+        };
+        let (s1, s2) = (server.clone(), server);
+        tokio::select! {
+            r = async move { match unix { Some(l) => s1.serve_unix(l).await, None => std::future::pending().await } } => r?,
+            r = async move { match tcp { Some(l) => s2.serve_tcp(l).await, None => std::future::pending().await } } => r?,
+            r = tokio::signal::ctrl_c() => r?,
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
