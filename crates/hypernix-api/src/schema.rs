@@ -242,7 +242,10 @@ impl Query {
         filter: Option<EventFilter>,
     ) -> async_graphql::Result<Vec<Event>> {
         let filter = filter.unwrap_or_default();
-        let events = daemon(ctx)?.events(after, limit.min(10_000)).map_err(gql)?;
+        let events = daemon(ctx)?
+            .events(after, limit.min(10_000))
+            .await
+            .map_err(gql)?;
         Ok(events
             .into_iter()
             .filter(|e| filter.matches(e))

@@ -190,7 +190,7 @@ pub fn repair(repo: &mut Repository) -> Result<RepairReport> {
             .and_then(|bytes| read_header(&bytes, repo.keys(), &path));
         match entries {
             Ok(entries) => {
-                repo.index().insert_pack(&pack, &entries)?;
+                repo.index().insert_pack(&pack, &entries, &[])?;
                 report.packs += 1;
                 report.chunks += entries.len();
             }

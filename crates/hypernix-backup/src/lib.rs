@@ -17,6 +17,7 @@ pub mod pack;
 mod repo;
 mod restore;
 pub mod retention;
+pub mod similarity;
 mod snapshot;
 mod source;
 mod stats;

@@ -295,6 +295,14 @@ impl Repository {
     pub fn read_located(&self, loc: &Location) -> Result<Vec<u8>> {
         let path = self.pack_path(&loc.pack);
         let mut file = File::open(&path).at(&path)?;
+        let file_len = file.metadata().at(&path)?.len();
+        let end = loc
+            .entry
+            .offset
+            .saturating_add(u64::from(loc.entry.stored_len));
+        if end > file_len || loc.entry.plain_len > self.config.chunker.max {
+            return Err(corrupt(&path, "a blob's position or size is out of range"));
+        }
         file.seek(SeekFrom::Start(loc.entry.offset)).at(&path)?;
         let mut sealed = vec![0; loc.entry.stored_len as usize];
         file.read_exact(&mut sealed)

@@ -153,8 +153,11 @@ fn progressive(
         .collect()
 }
 
+/// The bucket of a time within one GFS period.
+type BucketOf = fn(&DateTime<Utc>) -> i64;
+
 fn gfs(times: &[DateTime<Utc>], order: &[usize], c: &GfsCounts) -> Vec<Decision> {
-    let periods: [(&str, Option<u32>, fn(&DateTime<Utc>) -> i64); 5] = [
+    let periods: [(&str, Option<u32>, BucketOf); 5] = [
         ("hourly", c.hourly, |t| t.timestamp().div_euclid(3600)),
         ("daily", c.daily, |t| i64::from(t.num_days_from_ce())),
         ("weekly", c.weekly, |t| {

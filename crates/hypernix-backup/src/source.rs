@@ -13,8 +13,22 @@ use crate::snapshot::{Extent, Node, NodeType};
 use crate::write::Writer;
 
 /// The data regions `[start, end)` of `file`, `size` bytes long; the whole file when the
-/// filesystem or device cannot report holes.
-pub(crate) fn data_regions(file: &File, size: u64) -> Vec<(u64, u64)> {
+/// filesystem or device cannot report holes. Regions closer than `min_gap` are merged:
+/// a filesystem image copied sparsely has a hole wherever a block is zero, and cutting
+/// each tiny region alone would make tiny chunks that compress and deduplicate badly.
+pub(crate) fn data_regions(file: &File, size: u64, min_gap: u64) -> Vec<(u64, u64)> {
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in raw_regions(file, size) {
+        match merged.last_mut() {
+            Some(last) if start.saturating_sub(last.1) < min_gap => last.1 = end,
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// The data regions as the filesystem reports them.
+fn raw_regions(file: &File, size: u64) -> Vec<(u64, u64)> {
     use rustix::fs::{SeekFrom as RSeek, seek};
     let mut regions = Vec::new();
     let mut pos = 0;
@@ -50,7 +64,7 @@ pub(crate) fn read_content(w: &mut Writer<'_>, path: &Path) -> Result<(u64, Vec<
     let params = w.repo().config().chunker;
     let mut content = Vec::new();
     let mut pos = 0;
-    for (start, end) in data_regions(&file, size) {
+    for (start, end) in data_regions(&file, size, u64::from(params.min)) {
         if start > pos {
             push(&mut content, Extent::Hole(start - pos));
             w.hole(start - pos);
@@ -115,4 +129,31 @@ pub(crate) fn read_node(w: &mut Writer<'_>, path: &Path, name: String) -> Result
         return Ok(None);
     }
     Ok(Some(node))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::data_regions;
+
+    #[test]
+    fn close_regions_merge_and_far_ones_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(32 << 20).unwrap();
+        for offset in [1 << 20, (1 << 20) + (128 << 10), 20 << 20] {
+            file.write_all_at(&[1u8; 4096], offset).unwrap();
+        }
+        file.sync_all().unwrap();
+        let regions = data_regions(&file, 32 << 20, 512 << 10);
+        assert_eq!(regions.len(), 2, "{regions:?}");
+        assert!(regions[0].0 <= 1 << 20 && regions[0].1 >= (1 << 20) + (132 << 10));
+        assert!(regions[1].0 <= 20 << 20 && regions[1].1 >= (20 << 20) + 4096);
+        assert!(
+            regions[1].1 <= 21 << 20,
+            "the tail hole is not data: {regions:?}"
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! 1. Open the repository (config, key, index) and write `locks/ID`.
 //! 2. Walk the source; find each file's data regions with `SEEK_DATA`/`SEEK_HOLE`.
 //! 3. Cut each region with FastCDC; an all-zero chunk becomes a hole.
-//! 4. Hash the chunk with the keyed BLAKE3 id key; a known id is only recorded (dedup).
+//! 4. Hash the chunk with the keyed BLAKE3 id key; a known id is only recorded (dedup),
+//!    unless its pack is marked as garbage, when it is stored again.
 //! 5. Otherwise encode it (delta against a similar chunk, else zstd, else raw), seal it and
 //!    append it to the open pack.
 //! 6. A full pack is written atomically (tmp, fsync, rename, directory fsync), then its
@@ -19,10 +20,15 @@ use chrono::Utc;
 use crate::crypto::random;
 use crate::error::{IoContext, Result};
 use crate::hex;
+use crate::index::Location;
 use crate::pack::{BlobKind, PackBuilder, TARGET_SIZE};
 use crate::repo::{Repository, to_json};
+use crate::similarity::{Sketch, similarity, sketch, super_features};
 use crate::snapshot::{BackupStats, Extent, Snapshot, SnapshotKind};
 use crate::source::read_node;
+
+/// Chunks shorter than this are not delta-encoded: the lookup costs more than it saves.
+const MIN_DELTA: usize = 4096;
 
 /// What to back up.
 #[derive(Debug, Clone)]
@@ -40,6 +46,8 @@ pub(crate) struct Writer<'r> {
     repo: &'r Repository,
     pack: PackBuilder,
     pending: HashSet<[u8; 32]>,
+    sketches: Vec<([u8; 32], Sketch)>,
+    marked: HashSet<[u8; 32]>,
     stats: BackupStats,
     progress: &'r mut dyn FnMut(u64),
 }
@@ -74,11 +82,11 @@ impl<'r> Writer<'r> {
         self.stats.bytes += len;
         self.stats.chunks += 1;
         let id = self.repo.keys().chunk_id(data);
-        if self.pending.contains(&id) || self.repo.index().get(&id)?.is_some() {
+        if self.pending.contains(&id) || self.usable(&id)?.is_some() {
             self.stats.dedup_chunks += 1;
             return Ok(Extent::Chunk(hex::encode(&id)));
         }
-        let (kind, payload, base) = self.encode(data)?;
+        let (kind, payload, base) = self.encode(id, data)?;
         let sealed = self.repo.keys().seal(&payload);
         self.stats.new_chunks += 1;
         self.stats.new_bytes += len;
@@ -91,15 +99,63 @@ impl<'r> Writer<'r> {
         Ok(Extent::Chunk(hex::encode(&id)))
     }
 
-    /// Compresses a chunk; incompressible chunks stay raw.
-    fn encode(&mut self, data: &[u8]) -> Result<(BlobKind, Vec<u8>, [u8; 32])> {
-        let level = self.repo.config().compression.level;
-        let compressed = zstd::bulk::compress(data, level).at(self.repo.root())?;
-        Ok(if compressed.len() < data.len() {
-            (BlobKind::Zstd, compressed, [0; 32])
+    /// Where chunk `id` is stored, unless its pack is marked as garbage: a chunk in a
+    /// marked pack is stored again, so that the sweep may delete that pack.
+    fn usable(&self, id: &[u8; 32]) -> Result<Option<Location>> {
+        Ok(self
+            .repo
+            .index()
+            .get(id)?
+            .filter(|l| !self.marked.contains(&l.pack)))
+    }
+
+    /// Encodes a chunk (step 5): a zstd delta against a similar stored chunk when that is
+    /// smallest, else zstd, else raw (incompressible).
+    fn encode(&mut self, id: [u8; 32], data: &[u8]) -> Result<(BlobKind, Vec<u8>, [u8; 32])> {
+        let config = self.repo.config();
+        let level = config.compression.level;
+        let root = self.repo.root();
+        let compressed = zstd::bulk::compress(data, level).at(root)?;
+        let (kind, plain) = if compressed.len() < data.len() {
+            (BlobKind::Zstd, compressed)
         } else {
-            (BlobKind::Raw, data.to_vec(), [0; 32])
-        })
+            (BlobKind::Raw, data.to_vec())
+        };
+        if !config.similarity.enabled || data.len() < MIN_DELTA {
+            return Ok((kind, plain, [0; 32]));
+        }
+        let sketch = sketch(data);
+        self.sketches.push((id, sketch));
+        let Some(base) = self.similar_base(&sketch, config.similarity.threshold)? else {
+            return Ok((kind, plain, [0; 32]));
+        };
+        let base_data = self.repo.read_chunk(&base)?;
+        let delta = zstd::bulk::Compressor::with_dictionary(level, &base_data)
+            .and_then(|mut c| c.compress(data))
+            .at(root)?;
+        if delta.len() >= plain.len() {
+            return Ok((kind, plain, [0; 32]));
+        }
+        // A delta chunk is never a base (invariant 4): forget its sketch.
+        self.sketches.pop();
+        self.stats.delta_chunks += 1;
+        self.stats.delta_saved_bytes += (plain.len() - delta.len()) as u64;
+        Ok((BlobKind::Delta, delta, base))
+    }
+
+    /// A stored non-delta chunk at least `threshold` similar to `sketch`.
+    fn similar_base(&self, sketch: &Sketch, threshold: f64) -> Result<Option<[u8; 32]>> {
+        for feature in super_features(sketch) {
+            if let Some((base, base_sketch)) = self.repo.index().similar(feature)?
+                && similarity(sketch, &base_sketch) >= threshold
+                && self
+                    .usable(&base)?
+                    .is_some_and(|l| l.entry.kind != BlobKind::Delta)
+            {
+                return Ok(Some(base));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes the open pack (step 6).
@@ -110,8 +166,11 @@ impl<'r> Writer<'r> {
         let (bytes, entries) = self.pack.finish(self.repo.keys());
         let id = *blake3::hash(&bytes).as_bytes();
         self.repo.write_file(&self.repo.pack_path(&id), &bytes)?;
-        self.repo.index().insert_pack(&id, &entries)?;
+        self.repo
+            .index()
+            .insert_pack(&id, &entries, &self.sketches)?;
         self.pending.clear();
+        self.sketches.clear();
         Ok(())
     }
 }
@@ -138,6 +197,18 @@ impl Drop for Lock {
     }
 }
 
+/// The packs marked as garbage (`garbage/PACKID`).
+fn marked_packs(repo: &Repository) -> Result<HashSet<[u8; 32]>> {
+    let dir = repo.root().join("garbage");
+    let mut marked = HashSet::new();
+    for entry in std::fs::read_dir(&dir).at(&dir)? {
+        if let Some(id) = entry.at(&dir)?.file_name().to_str().and_then(hex::decode32) {
+            marked.insert(id);
+        }
+    }
+    Ok(marked)
+}
+
 /// This machine's host name.
 pub(crate) fn hostname() -> String {
     rustix::system::uname()
@@ -158,6 +229,8 @@ pub fn backup(
         repo,
         pack: PackBuilder::default(),
         pending: HashSet::new(),
+        sketches: Vec::new(),
+        marked: marked_packs(repo)?,
         stats: BackupStats::default(),
         progress,
     };

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use hypernix_compute::{Action, Plan, ResolvedUnit, plan};
 use hypernix_config::Config;
-use hypernix_events::{EmbeddedBus, Event, NewEvent};
+use hypernix_config::schema::services::Bus;
+use hypernix_events::{EmbeddedBus, Event, EventBus, NatsBus, NewEvent};
 use hypernix_state::{Op, RedbStore, StateStore, Table};
 use hypernix_vmm::{Accel, VmSpec};
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub struct Shared {
     /// The state directory.
     pub layout: Layout,
     store: Arc<RedbStore>,
-    bus: EmbeddedBus,
+    bus: Arc<dyn EventBus>,
     accel: Accel,
     test_guest: OnceCell<Result<TestGuest, String>>,
     units: Mutex<BTreeMap<String, UnitHandle>>,
@@ -163,15 +164,32 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Opens the state directory, probes the accelerator and starts a task per stored unit.
+    /// Opens the state directory, connects the event bus (`nats_url` forces NATS
+    /// JetStream; otherwise `hypervisor.events` of the configuration applied last), probes
+    /// the accelerator and starts a task per stored unit.
     pub async fn open(
         layout: Layout,
         listen: SocketAddr,
         accel: Option<Accel>,
+        nats_url: Option<String>,
     ) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(layout.root())?;
         let store = Arc::new(RedbStore::open(layout.store())?);
-        let bus = EmbeddedBus::new(store.clone());
+        let events = match store.get(Table::Meta, CONFIG_KEY)? {
+            Some(Value::Object(raw)) => Config::from_raw(raw, vec![])
+                .map(|c| c.hypervisor.events)
+                .unwrap_or_default(),
+            _ => Default::default(),
+        };
+        let bus: Arc<dyn EventBus> = match (nats_url, events.bus) {
+            (None, Bus::Embedded) => Arc::new(EmbeddedBus::new(store.clone())),
+            (url, _) => {
+                let url = url.unwrap_or(events.nats.url);
+                let bus =
+                    NatsBus::connect(&url, &events.nats.stream, events.nats.max_age.std()).await?;
+                Arc::new(bus)
+            }
+        };
         let (accel, accel_reason) = match accel {
             Some(a) => (a, "forced by --accel".to_string()),
             None => {
@@ -274,7 +292,7 @@ impl Daemon {
     pub fn subscribe(
         &self,
         after: Option<u64>,
-    ) -> impl futures::Stream<Item = Result<Event, hypernix_events::BusError>> + Send + use<> {
+    ) -> futures::stream::BoxStream<'static, Result<Event, hypernix_events::BusError>> {
         self.shared.bus.subscribe(after)
     }
 
@@ -441,9 +459,12 @@ impl Daemon {
     }
 
     /// Events after `after`, at most `limit`.
-    pub fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, DaemonError> {
-        use hypernix_events::EventLog;
-        self.shared.store.read_from(after, limit).map_err(store)
+    pub async fn events(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, DaemonError> {
+        self.shared.bus.read(after, limit).await.map_err(store)
     }
 
     /// Stops the daemon; with `stop_units`, stops every unit first.

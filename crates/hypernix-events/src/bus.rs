@@ -41,6 +41,9 @@ pub enum BusError {
          or the log panicked); retry once the daemon is running again"
     )]
     Task(#[from] JoinError),
+    /// NATS JetStream refused or failed.
+    #[error("NATS JetStream: {0}")]
+    Nats(String),
 }
 
 /// A durable event log with live fan-out; cheap to clone, and every clone is the same bus.
@@ -74,6 +77,11 @@ impl EmbeddedBus {
                 publishing: Mutex::new(()),
             }),
         }
+    }
+
+    /// The log behind the bus.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.log
     }
 
     /// Appends `event` to the log durably, then sends it to live subscribers.

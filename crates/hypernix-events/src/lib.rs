@@ -21,7 +21,42 @@ pub mod event;
 pub mod log;
 #[cfg(test)]
 mod memory;
+pub mod nats;
 
 pub use bus::{BusError, EmbeddedBus};
+pub use nats::NatsBus;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+/// An event bus: publish, read the history, subscribe from an id. Implemented by the
+/// embedded bus (the daemon's own log) and by NATS JetStream (shared by daemons).
+pub trait EventBus: Send + Sync {
+    /// Publishes an event durably; answers it with its id.
+    fn publish(&self, event: NewEvent) -> BoxFuture<'_, Result<Event, BusError>>;
+    /// At most `limit` events after `after` (from the start when `None`).
+    fn read(&self, after: Option<u64>, limit: usize)
+    -> BoxFuture<'_, Result<Vec<Event>, BusError>>;
+    /// Every event after `after`, then every later one, in id order, each once.
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>>;
+}
+
+impl EventBus for EmbeddedBus {
+    fn publish(&self, event: NewEvent) -> BoxFuture<'_, Result<Event, BusError>> {
+        Box::pin(EmbeddedBus::publish(self, event))
+    }
+
+    fn read(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, BusError>> {
+        Box::pin(async move { Ok(self.log().read_from(after, limit)?) })
+    }
+
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
+        Box::pin(EmbeddedBus::subscribe(self, after))
+    }
+}
 pub use event::{Event, NewEvent};
 pub use log::{EventLog, LogError};

@@ -53,7 +53,7 @@ pub enum StorageError {
         reason: String,
     },
     /// An I/O error on a tier's data file.
-    #[error("tier {tier:?}: I/O on {path}: {source}; check the disk and its free space")]
+    #[error("tier {tier:?}: I/O on {path} failed; check the disk and its free space")]
     TierIo {
         /// The tier.
         tier: String,
@@ -62,8 +62,13 @@ pub enum StorageError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The store is open in another process.
+    #[error(
+        "store {0} is open in another process (a running `hypernix storage serve`?); stop it or use another store"
+    )]
+    InUse(PathBuf),
     /// An error of the extent map database.
-    #[error("extent map {path}: {source}; run `hypernix storage fsck`")]
+    #[error("extent map {path} failed; if this persists, run `hypernix storage fsck`")]
     Map {
         /// The map file (or `memory`).
         path: PathBuf,
@@ -96,6 +101,7 @@ impl StorageError {
             | StorageError::NoTier(_)
             | StorageError::Config(_) => ErrorKind::Invalid,
             StorageError::Incompatible { .. }
+            | StorageError::InUse(_)
             | StorageError::TierIo { .. }
             | StorageError::Map { .. } => ErrorKind::Io,
         }

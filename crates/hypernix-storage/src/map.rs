@@ -62,7 +62,12 @@ pub(crate) struct Map {
 impl Map {
     /// Opens (or creates) the map at `path`.
     pub fn open(path: &Path) -> Result<Map, StorageError> {
-        let db = Database::create(path).at(path)?;
+        let db = match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StorageError::InUse(path.into()));
+            }
+            other => other.at(path)?,
+        };
         Ok(Map {
             db,
             path: path.into(),

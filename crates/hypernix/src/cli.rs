@@ -167,6 +167,10 @@ pub struct ServeArgs {
     /// The API address to listen on (default: the --api address).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Publish and subscribe to events on this NATS JetStream server (nats://HOST:PORT)
+    /// instead of what `hypervisor.events` says.
+    #[arg(long)]
+    pub nats: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -168,3 +168,98 @@ fn malformed_and_oversized_requests_get_graphql_errors() {
     // The daemon still answers.
     assert!(Client::new(d.api.clone()).units().is_ok());
 }
+
+/// Starts the graphql-ws client on `query`; returns its output lines as they arrive.
+fn node_subscribe(
+    api: &str,
+    query: &str,
+    variables: Value,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    let mut node = Command::new("node")
+        .arg(node_client().join("subscribe.mjs"))
+        .arg(format!("ws://{api}/graphql"))
+        .arg(query)
+        .arg(variables.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = lines.clone();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap_or(Value::Null));
+        }
+    });
+    (node, lines)
+}
+
+#[test]
+fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
+    let _g = heavy();
+    let nats = kit::NatsServer::start();
+    let a = TestDaemon::start_with(&["--nats", &nats.url]);
+    let b = TestDaemon::start_with(&["--nats", &nats.url]);
+    let query = "subscription($a: Int) { events(after: $a, filter: { kinds: [\"unit.started\"] }) { id subject } }";
+    let (mut node, lines) = node_subscribe(&b.api, query, json!({ "a": 0 }));
+
+    let f = a.config(
+        "c.nix",
+        r#"{ hypervisor.compute.units.x.resources.memory.size = "256Mi"; }"#,
+    );
+    a.json(&["apply", "--json", f.to_str().unwrap()]);
+    let first = wait_until(
+        Duration::from_secs(30),
+        "unit.started of daemon A at daemon B's subscriber",
+        || {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|v| v["data"]["events"]["subject"] == "unit/x")
+                .cloned()
+        },
+    );
+    let first_id = first["data"]["events"]["id"].as_u64().unwrap();
+    let _ = node.kill();
+
+    // While nobody listens, more units start; a subscriber resuming after its last id gets
+    // exactly those, in order.
+    let f = a.config("c.nix", r#"{ hypervisor.compute.units = { x.resources.memory.size = "256Mi"; y.resources.memory.size = "256Mi"; z.resources.memory.size = "256Mi"; }; }"#);
+    a.json(&["apply", "--json", f.to_str().unwrap()]);
+    a.wait_unit("z", Duration::from_secs(30), "started", |u| {
+        u["pid"].is_u64()
+    });
+    a.wait_unit("y", Duration::from_secs(30), "started", |u| {
+        u["pid"].is_u64()
+    });
+    let (mut node, lines) = node_subscribe(&b.api, query, json!({ "a": first_id }));
+    let subjects = wait_until(Duration::from_secs(30), "the missed events", || {
+        let seen: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                v["data"]["events"]["subject"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        (seen.len() >= 2).then_some(seen)
+    });
+    let mut sorted = subjects.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["unit/y", "unit/z"], "{subjects:?}");
+    let _ = node.kill();
+    // Both daemons read the same history.
+    let on_a = a.events("unit.started").len();
+    let on_b = b.events("unit.started").len();
+    assert_eq!((on_a, on_b), (3, 3));
+}

@@ -54,6 +54,12 @@ fn kill_9_during_backup_leaves_a_sound_repository() {
         let report = check(&repo, false, &mut |_| {}).unwrap();
         assert!(report.is_ok(), "round {round}: {report:?}");
     }
+    // Each kill during a backup leaves its lock behind: proof the kills hit backups.
+    let stale_locks = std::fs::read_dir(repo_path.join("locks")).unwrap().count() as u64;
+    assert!(
+        stale_locks >= KILLS / 2,
+        "only {stale_locks} kills hit a running backup"
+    );
     let repo = Repository::open(&repo_path, PASSWORD).unwrap();
     let snap = backup_tree(&repo, "after", &[&src]);
     let report = check(&repo, true, &mut |_| {}).unwrap();

@@ -5,6 +5,7 @@ mod data;
 mod errors;
 mod prune;
 mod roundtrip;
+mod similar;
 
 use std::path::Path;
 

@@ -24,7 +24,7 @@ fn keep_last_one(hours_later: i64, dry_run: bool) -> PruneOptions {
 }
 
 #[test]
-fn prune_marks_then_deletes_and_spares_reused_packs() {
+fn prune_marks_then_deletes_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -58,22 +58,55 @@ fn prune_marks_then_deletes_and_spares_reused_packs() {
     assert_eq!(marked.marked.len(), 1, "{marked:?}");
     assert!(marked.deleted.is_empty());
 
-    // A backup reuses the marked pack's chunks; the sweep must spare it.
+    // A backup does not reuse chunks of a marked pack: it stores them again.
     fs::write(src.join("f"), &old).unwrap();
-    let reused = backup_tree(&repo, "s", &[&src]);
-    assert_eq!(reused.stats.new_bytes, 0);
+    let again = backup_tree(&repo, "s", &[&src]);
+    assert_eq!(again.stats.new_bytes, 2 << 20, "{:?}", again.stats);
+
+    // Past the grace period the marked pack goes; the second snapshot's pack is marked.
     let swept = prune(&repo, &keep_last_one(4, false)).unwrap();
-    assert!(swept.deleted.is_empty(), "{swept:?}");
-    assert_eq!(swept.unmarked, marked.marked);
-    // The same run forgets the second snapshot and marks its pack.
+    assert_eq!(swept.deleted, marked.marked, "{swept:?}");
     assert_eq!(swept.marked.len(), 1, "{swept:?}");
     let out = dir.path().join("out");
-    restore(&repo, &reused, &out, &mut |_| {}).unwrap();
+    restore(&repo, &again, &out, &mut |_| {}).unwrap();
     assert_same_tree(&src, &out.join("src"));
+    assert!(check(&repo, true, &mut |_| {}).unwrap().is_ok());
 
-    // Two hours after the mark, past the grace period, that pack is deleted.
+    // A backup of another host that began before that mark, still running: no deletion.
+    let lock = repo.root().join("locks/elsewhere");
+    let started = (Utc::now() + TimeDelta::hours(3)).to_rfc3339();
+    let body = format!(r#"{{"host":"another-host","pid":1,"start":"{started}"}}"#);
+    fs::write(&lock, body).unwrap();
+    let blocked = prune(&repo, &keep_last_one(6, false)).unwrap();
+    assert!(blocked.deleted.is_empty(), "{blocked:?}");
+    fs::remove_file(&lock).unwrap();
     let deleted = prune(&repo, &keep_last_one(6, false)).unwrap();
-    assert_eq!(deleted.deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted.deleted, swept.marked, "{deleted:?}");
     assert_eq!(repo.packs().unwrap().len(), 1);
     assert!(check(&repo, true, &mut |_| {}).unwrap().is_ok());
+}
+
+#[test]
+fn a_marked_pack_that_is_referenced_again_is_unmarked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), Rng::new(4).bytes(1 << 20)).unwrap();
+    let repo = init(dir.path());
+    backup_tree(&repo, "s", &[&src]);
+    // As a prune elsewhere might have marked it while this backup was running.
+    let (pack, _) = repo.packs().unwrap()[0];
+    let name = hypernix_backup::hex::encode(&pack);
+    fs::write(
+        repo.root().join("garbage").join(&name),
+        Utc::now().to_rfc3339(),
+    )
+    .unwrap();
+    let report = prune(&repo, &keep_last_one(48, false)).unwrap();
+    assert_eq!(report.unmarked, vec![name]);
+    assert!(report.deleted.is_empty());
+    assert_eq!(
+        fs::read_dir(repo.root().join("garbage")).unwrap().count(),
+        0
+    );
 }

@@ -1,13 +1,13 @@
-//! kill -9 of a server process under a qemu-io write load: every write acknowledged as
-//! durable (FUA, or followed by a completed flush) reads back after restart, and fsck is
-//! clean.
+//! kill -9 of a server process under a qemu-io write load while extents move between
+//! tiers: every write acknowledged as durable (FUA, or followed by a completed flush) reads
+//! back after restart, and fsck is clean.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypernix_storage::{Store, StoreConfig};
+use hypernix_storage::{Store, StoreConfig, TierMedium, TierSpec};
 
 /// Kill-and-restart rounds.
 const ROUNDS: u64 = 20;
@@ -15,6 +15,24 @@ const ROUNDS: u64 = 20;
 const WRITES: u64 = 48;
 const BLOCK: u64 = 64 * 1024;
 const SIZE: u64 = ROUNDS * WRITES * BLOCK;
+
+/// The tiers of `examples/nbd-serve.rs`.
+fn config() -> StoreConfig {
+    let tier = |name: &str, level| TierSpec {
+        name: name.into(),
+        level,
+        medium: TierMedium::Directory(None),
+        capacity: 64 << 30,
+        promote: None,
+        demote: None,
+    };
+    StoreConfig {
+        granularity: 1 << 20,
+        tiers: vec![tier("fast", 0), tier("slow", 1)],
+        default_level: 1,
+        half_life: Duration::from_secs(3600),
+    }
+}
 
 /// The example server binary, built by `cargo test` next to the test binaries.
 fn server_binary() -> PathBuf {
@@ -32,6 +50,7 @@ impl Server {
                 dir.to_str().unwrap(),
                 socket.to_str().unwrap(),
                 &SIZE.to_string(),
+                "--churn",
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -87,6 +106,7 @@ fn acknowledged_writes_survive_kill_9() {
     // (offset, pattern) of every write acknowledged as durable.
     let mut durable: Vec<(u64, u8)> = Vec::new();
     let started = Instant::now();
+    let mut moved = 0;
     for r in 0..ROUNDS {
         let server = Server::start(&dir, &socket);
         let mut order: Vec<u64> = (0..WRITES).collect();
@@ -124,17 +144,18 @@ fn acknowledged_writes_survive_kill_9() {
         let lines: Vec<&str> = out.lines().collect();
         for (offset, pat, fua) in expected {
             let wrote = format!("wrote 65536/65536 bytes at offset {offset}");
-            let Some(at) = lines.iter().position(|l| l.starts_with(&wrote)) else {
+            let Some(at) = lines.iter().position(|l| l.trim() == wrote) else {
                 continue;
             };
             let flushed = lines[at + 1..]
                 .iter()
-                .any(|l| l.starts_with(&format!("read 512/512 bytes at offset {offset}")));
+                .any(|l| l.trim() == format!("read 512/512 bytes at offset {offset}"));
             if fua || flushed {
                 durable.push((offset, pat));
             }
         }
-        let store = Store::open(&dir, &StoreConfig::single_disk(64 << 30)).expect("reopen");
+        let store = Store::open(&dir, &config()).expect("reopen");
+        moved = store.tier_stats()[0].extents;
         let report = store.fsck().expect("fsck");
         assert!(report.is_clean(), "round {r}: {:?}", report.problems);
         for &(offset, pat) in &durable {
@@ -142,14 +163,27 @@ fn acknowledged_writes_survive_kill_9() {
             store.read("vol", offset, &mut buf).unwrap();
             assert!(
                 buf.iter().all(|&b| b == pat),
-                "round {r}: acknowledged write of {pat:#x} at {offset} lost (seed {seed})"
+                "round {r}: acknowledged write of {pat:#x} at {offset} lost (seed {seed}): read {:?} {:?} {:?}\n{out}",
+                store.block_status("vol", offset, BLOCK),
+                store.tier_stats(),
+                {
+                    let mut v = buf.clone();
+                    v.dedup();
+                    v
+                }
             );
         }
     }
     eprintln!(
-        "{} durable writes checked over {ROUNDS} kills in {:?}",
+        "{} durable writes checked over {ROUNDS} kills in {:?}; {} extents ended on fast",
         durable.len(),
-        started.elapsed()
+        started.elapsed(),
+        moved
     );
     assert!(!durable.is_empty(), "no write was ever acknowledged");
+    let fast = std::fs::metadata(dir.join("tier-fast.data")).map_or(0, |m| m.len());
+    assert!(
+        fast > 0,
+        "no extent ever moved to the fast tier: the churn did not run"
+    );
 }

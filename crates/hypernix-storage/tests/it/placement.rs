@@ -80,3 +80,41 @@ fn moves_are_durable_and_skip_holes() {
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.free_slots, 1, "the old slot on slow is free");
 }
+
+#[test]
+fn writes_interleaved_with_moves_keep_every_byte() {
+    let config = two_tiers();
+    let (dir, s) = store(&config);
+    s.create_volume("v", 8 * G).unwrap();
+    let mut model = vec![0u8; 8 * G as usize];
+    let mut x: u64 = 88172645463325252;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for step in 0..400u64 {
+        let e = next(8);
+        match next(3) {
+            0 => {
+                let to = if next(2) == 0 { "fast" } else { "slow" };
+                let _ = s.move_extent("v", e, to);
+            }
+            _ => {
+                let off = e * G + next(G - 64);
+                let b = (step % 250 + 1) as u8;
+                s.write("v", off, &[b; 64], false).unwrap();
+                model[off as usize..off as usize + 64].fill(b);
+            }
+        }
+    }
+    let mut got = vec![0u8; 8 * G as usize];
+    s.read("v", 0, &mut got).unwrap();
+    assert!(got == model, "live store differs from the model");
+    drop(s);
+    let s = Store::open(dir.path(), &config).unwrap();
+    s.read("v", 0, &mut got).unwrap();
+    assert!(got == model, "reopened store differs from the model");
+    assert!(s.fsck().unwrap().is_clean());
+}

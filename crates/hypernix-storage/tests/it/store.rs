@@ -223,3 +223,11 @@ fn ephemeral_store_uses_memory_tiers() {
     assert!(!s.tier_stats()[1].durable);
     assert!(s.fsck().unwrap().is_clean());
 }
+
+#[test]
+fn a_store_open_elsewhere_is_refused_by_name() {
+    let config = two_tiers();
+    let (dir, _s) = store(&config);
+    let err = Store::open(dir.path(), &config).err().expect("refused");
+    assert!(matches!(err, StorageError::InUse(_)), "{err}");
+}

@@ -178,7 +178,11 @@ fn password(args: &RepoArgs) -> anyhow::Result<Vec<u8>> {
     }
     std::env::var("HYPERNIX_BACKUP_PASSWORD")
         .map(String::into_bytes)
-        .map_err(|_| anyhow::anyhow!("no password: pass --password-file FILE or set HYPERNIX_BACKUP_PASSWORD"))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no password: pass --password-file FILE or set HYPERNIX_BACKUP_PASSWORD"
+            )
+        })
 }
 
 fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
@@ -210,19 +214,40 @@ fn bar(total: Option<u64>, what: &str) -> ProgressBar {
 /// Runs one `hypernix backup` subcommand.
 pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BackupCommand::Init { repo, no_encryption } => {
+        BackupCommand::Init {
+            repo,
+            no_encryption,
+        } => {
             let options = InitOptions {
                 encryption: !no_encryption,
                 ..InitOptions::default()
             };
             let r = Repository::init(&repo.repo, &password(&repo)?, &options)?;
-            println!("created repository {} at {}", r.config().id, repo.repo.display());
+            println!(
+                "created repository {} at {}",
+                r.config().id,
+                repo.repo.display()
+            );
         }
-        BackupCommand::Create { repo, source, image, paths, out } => {
+        BackupCommand::Create {
+            repo,
+            source,
+            image,
+            paths,
+            out,
+        } => {
             let r = open(&repo)?;
-            let kind = if image { SnapshotKind::Image } else { SnapshotKind::Tree };
+            let kind = if image {
+                SnapshotKind::Image
+            } else {
+                SnapshotKind::Tree
+            };
             let progress = bar(None, "backing up");
-            let options = BackupOptions { source, kind, paths };
+            let options = BackupOptions {
+                source,
+                kind,
+                paths,
+            };
             let snap = hypernix_backup::backup(&r, &options, &mut |n| progress.inc(n))?;
             progress.finish_and_clear();
             if out.json {
@@ -231,12 +256,28 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
                 let s = &snap.stats;
                 println!(
                     "snapshot {} saved: {} files, {} bytes read ({} in holes), {} new chunks, {} bytes stored, {} deduplicated chunks, {} delta chunks saving {} bytes",
-                    snap.id, s.files, s.bytes, s.hole_bytes, s.new_chunks, s.stored_bytes, s.dedup_chunks, s.delta_chunks, s.delta_saved_bytes
+                    snap.id,
+                    s.files,
+                    s.bytes,
+                    s.hole_bytes,
+                    s.new_chunks,
+                    s.stored_bytes,
+                    s.dedup_chunks,
+                    s.delta_chunks,
+                    s.delta_saved_bytes
                 );
             }
         }
-        BackupCommand::Ls { repo, snapshot, out } => ls(&open(&repo)?, snapshot.as_deref(), out.json)?,
-        BackupCommand::Restore { repo, snapshot, target } => {
+        BackupCommand::Ls {
+            repo,
+            snapshot,
+            out,
+        } => ls(&open(&repo)?, snapshot.as_deref(), out.json)?,
+        BackupCommand::Restore {
+            repo,
+            snapshot,
+            target,
+        } => {
             let r = open(&repo)?;
             let snap = r.find_snapshot(&snapshot)?;
             let mut total = 0;
@@ -246,10 +287,26 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             progress.finish_and_clear();
             println!("restored snapshot {} to {}", snap.id, target.display());
         }
-        BackupCommand::Check { repo, read_data, out } => {
+        BackupCommand::Check {
+            repo,
+            read_data,
+            out,
+        } => {
             let r = open(&repo)?;
-            let total = r.packs()?.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-            let progress = bar(Some(total), if read_data { "reading data" } else { "checking" });
+            let total = r
+                .packs()?
+                .iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            let progress = bar(
+                Some(total),
+                if read_data {
+                    "reading data"
+                } else {
+                    "checking"
+                },
+            );
             let report = hypernix_backup::check(&r, read_data, &mut |n| progress.inc(n))?;
             progress.finish_and_clear();
             if out.json {
@@ -266,7 +323,11 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
                     report.snapshots,
                     report.packs,
                     report.chunks_read,
-                    if report.is_ok() { "no errors" } else { "ERRORS FOUND" }
+                    if report.is_ok() {
+                        "no errors"
+                    } else {
+                        "ERRORS FOUND"
+                    }
                 );
             }
             if !report.is_ok() {
@@ -279,13 +340,22 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             if out.json {
                 json(&report)?;
             } else {
-                println!("indexed {} chunks from {} packs", report.chunks, report.packs);
+                println!(
+                    "indexed {} chunks from {} packs",
+                    report.chunks, report.packs
+                );
                 for s in &report.skipped {
                     println!("skipped: {s}");
                 }
             }
         }
-        BackupCommand::Prune { repo, dry_run, grace_hours, keep, out } => {
+        BackupCommand::Prune {
+            repo,
+            dry_run,
+            grace_hours,
+            keep,
+            out,
+        } => {
             let r = open(&repo)?;
             let options = PruneOptions {
                 policy: keep.policy(),
@@ -300,7 +370,13 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
                 let mut t = table(["SNAPSHOT", "SOURCE", "TIME", "VERDICT", "REASON"]);
                 for v in &report.snapshots {
                     let verdict = if v.keep { "keep" } else { "forget" };
-                    t.add_row([&v.id[..8], &v.source, &v.time.to_rfc3339(), verdict, &v.reason]);
+                    t.add_row([
+                        short(&v.id),
+                        &v.source,
+                        &v.time.to_rfc3339(),
+                        verdict,
+                        &v.reason,
+                    ]);
                 }
                 println!("{t}");
                 let would = if dry_run { "would be " } else { "" };
@@ -313,7 +389,12 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        BackupCommand::Diff { repo, from, to, out } => {
+        BackupCommand::Diff {
+            repo,
+            from,
+            to,
+            out,
+        } => {
             let r = open(&repo)?;
             let changes = hypernix_backup::diff(&r.find_snapshot(&from)?, &r.find_snapshot(&to)?);
             if out.json {
@@ -336,12 +417,24 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "{} snapshots, {} logical bytes; {} packs, {} bytes on disk; {} chunks ({} plain bytes); similarity: {} delta chunks saved {} bytes",
-                    s.snapshots, s.logical_bytes, s.packs, s.pack_bytes, s.chunks, s.chunk_bytes, s.delta_chunks, s.delta_saved_bytes
+                    s.snapshots,
+                    s.logical_bytes,
+                    s.packs,
+                    s.pack_bytes,
+                    s.chunks,
+                    s.chunk_bytes,
+                    s.delta_chunks,
+                    s.delta_saved_bytes
                 );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first eight digits of an id, as people quote them.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// `ls`: snapshots, or the files of one.
@@ -357,8 +450,20 @@ fn ls(r: &Repository, snapshot: Option<&str>, as_json: bool) -> anyhow::Result<(
         }
         let mut t = table(["ID", "TIME", "HOST", "SOURCE", "KIND", "BYTES", "PATHS"]);
         for s in &snaps {
-            let kind = if s.kind == SnapshotKind::Image { "image" } else { "tree" };
-            t.add_row([&s.id[..8], &s.time.to_rfc3339(), &s.host, &s.source, kind, &s.stats.bytes.to_string(), &s.paths.join(" ")]);
+            let kind = if s.kind == SnapshotKind::Image {
+                "image"
+            } else {
+                "tree"
+            };
+            t.add_row([
+                short(&s.id),
+                &s.time.to_rfc3339(),
+                &s.host,
+                &s.source,
+                kind,
+                &s.stats.bytes.to_string(),
+                &s.paths.join(" "),
+            ]);
         }
         println!("{t}");
         return Ok(());
@@ -374,7 +479,12 @@ fn ls(r: &Repository, snapshot: Option<&str>, as_json: bool) -> anyhow::Result<(
         return json(&rows);
     }
     for (path, node) in rows {
-        println!("{:o} {:>12} {}", node.mode, node.size, Path::new(&path).display());
+        println!(
+            "{:o} {:>12} {}",
+            node.mode,
+            node.size,
+            Path::new(&path).display()
+        );
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}; is another daemon running?"))?;
-        let daemon = Daemon::open(layout, listen, accel(args.daemon.accel)).await?;
+        let daemon = Daemon::open(layout, listen, accel(args.daemon.accel), args.nats).await?;
         // The API's limits come from the configuration applied last (defaults before any).
         let api = daemon.applied_config().map(|c| c.hypervisor.api).unwrap_or_default();
         let h = daemon.health();

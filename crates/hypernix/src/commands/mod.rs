@@ -1,7 +1,7 @@
 //! One module per command group; each turns arguments into library calls and output.
 
-mod config;
 pub mod backup;
+mod config;
 mod console;
 mod daemon;
 pub mod storage;

@@ -87,7 +87,11 @@ pub enum VolumeCommand {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The store directory.
-    #[arg(long, env = "HYPERNIX_STORAGE_DIR", default_value = "/var/lib/hypernix/storage")]
+    #[arg(
+        long,
+        env = "HYPERNIX_STORAGE_DIR",
+        default_value = "/var/lib/hypernix/storage"
+    )]
     pub store_dir: PathBuf,
     /// Configuration files whose `hypervisor.storage` gives the tiers (default: one
     /// directory tier in the store directory).
@@ -155,7 +159,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                     report.volumes,
                     report.extents,
                     report.free_slots,
-                    if report.is_clean() { "clean" } else { "PROBLEMS" }
+                    if report.is_clean() {
+                        "clean"
+                    } else {
+                        "PROBLEMS"
+                    }
                 );
                 for p in &report.problems {
                     println!("  {p}");
@@ -173,7 +181,11 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
 
 fn volume(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        VolumeCommand::Create { name, size: s, store } => {
+        VolumeCommand::Create {
+            name,
+            size: s,
+            store,
+        } => {
             let v = store.open()?.create_volume(&name, size(&s)?)?;
             println!("created volume {} ({})", v.name, Size(v.size));
         }
@@ -195,7 +207,11 @@ fn volume(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             store.open()?.remove_volume(&name)?;
             println!("removed volume {name}");
         }
-        VolumeCommand::Resize { name, size: s, store } => {
+        VolumeCommand::Resize {
+            name,
+            size: s,
+            store,
+        } => {
             let bytes = size(&s)?;
             store.open()?.resize_volume(&name, bytes)?;
             println!("resized volume {name} to {}", Size(bytes));
@@ -204,7 +220,11 @@ fn volume(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(store: &StoreArgs, socket: Option<&Path>, tcp: Option<String>) -> anyhow::Result<ExitCode> {
+fn serve(
+    store: &StoreArgs,
+    socket: Option<&Path>,
+    tcp: Option<String>,
+) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         socket.is_some() || tcp.is_some(),
         "nothing to listen on; pass --socket PATH and/or --tcp 127.0.0.1:10809"

@@ -51,12 +51,18 @@ pub fn free_port() -> u16 {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub api: String,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl TestDaemon {
     /// Starts `hypernix serve` (TCG forced, the probe is tested in hypernix-vmm).
     pub fn start() -> TestDaemon {
+        TestDaemon::start_with(&[])
+    }
+
+    /// Starts `hypernix serve` with extra arguments.
+    pub fn start_with(extra: &[&str]) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("hnx")
             .tempdir_in("/tmp")
@@ -64,6 +70,7 @@ impl TestDaemon {
         let mut d = TestDaemon {
             api: format!("127.0.0.1:{}", free_port()),
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         d.restart();
@@ -92,6 +99,7 @@ impl TestDaemon {
                 "--state-dir",
             ])
             .arg(self.state())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -220,5 +228,44 @@ impl Drop for TestDaemon {
         for pid in qemu_pids(self.state()) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
+    }
+}
+
+/// A NATS server with JetStream on a free loopback port, stopped on drop.
+pub struct NatsServer {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` (Debian's nats-server; scripts/install-deps.sh installs it).
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (apt-get install nats-server)");
+        wait_until(Duration::from_secs(10), "nats-server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+            child,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
