@@ -13,8 +13,8 @@ use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
 use crate::types::{
-    ComputeUnit, ComputeUnitFilter, Event, EventFilter, Health, Plan, Policy, Tag, UnitAction,
-    UnitStateChange,
+    ComputeUnit, ComputeUnitFilter, Event, EventFilter, Health, JobProgress, Plan, Policy, Tag,
+    UnitAction, UnitStateChange,
 };
 
 /// The hypernix schema.
@@ -231,6 +231,17 @@ impl Query {
     async fn plan(&self, ctx: &Context<'_>, config: Json<Value>) -> async_graphql::Result<Plan> {
         let raw = object(config, "config")?;
         Ok(daemon(ctx)?.plan(raw).map_err(gql)?.into())
+    }
+
+    /// The latest progress of every job whose events the log still holds, newest last.
+    async fn jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<JobProgress>> {
+        let events = daemon(ctx)?.events(None, 100_000).await.map_err(gql)?;
+        let mut latest: Vec<JobProgress> = Vec::new();
+        for p in events.iter().filter_map(JobProgress::from_event) {
+            latest.retain(|j| j.job != p.job);
+            latest.push(p);
+        }
+        Ok(latest)
     }
 
     /// Events after `after`, at most `limit`, optionally filtered.
@@ -464,6 +475,25 @@ impl Subscription {
                 }
             };
             futures::future::ready(out)
+        }))
+    }
+
+    /// The progress of jobs (of `job` only, when given).
+    async fn job_progress(
+        &self,
+        ctx: &Context<'_>,
+        job: Option<String>,
+        after: Option<u64>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<JobProgress>>> {
+        let filter = EventFilter {
+            kinds: Some(vec!["job.*".into()]),
+            subject: job.map(|j| format!("job/{j}")),
+        };
+        Ok(event_stream(ctx, after, filter)?.filter_map(|e| {
+            futures::future::ready(match e {
+                Ok(e) => JobProgress::from_event(&e).map(Ok),
+                Err(err) => Some(Err(err)),
+            })
         }))
     }
 

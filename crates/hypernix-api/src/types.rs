@@ -345,3 +345,35 @@ impl From<hypernix_daemon::Health> for Health {
         }
     }
 }
+
+/// The progress of a job (an apply).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct JobProgress {
+    /// The event's id.
+    pub event_id: u64,
+    /// The job, such as `apply-1764168000000-0`.
+    pub job: String,
+    /// `started`, `progress` or `completed`.
+    pub phase: String,
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+impl JobProgress {
+    /// The progress a `job.*` event reports, if it is one.
+    pub fn from_event(e: &hypernix_events::Event) -> Option<JobProgress> {
+        let phase = e.kind.strip_prefix("job.")?.to_string();
+        Some(JobProgress {
+            event_id: e.id,
+            job: e.payload.get("job")?.as_str()?.to_string(),
+            phase,
+            done: e.payload.get("done")?.as_u64()?,
+            total: e.payload.get("total")?.as_u64()?,
+            time: e.time,
+        })
+    }
+}

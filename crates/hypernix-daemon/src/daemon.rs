@@ -161,6 +161,8 @@ pub struct Daemon {
     accel_reason: String,
     apply_lock: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
+    /// Numbers jobs (applies) within this daemon's life.
+    jobs: std::sync::atomic::AtomicU64,
 }
 
 impl Daemon {
@@ -227,6 +229,7 @@ impl Daemon {
             accel_reason,
             apply_lock: tokio::sync::Mutex::new(()),
             shutdown,
+            jobs: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -355,6 +358,9 @@ impl Daemon {
                 .await;
         }
 
+        let job = self.next_job("apply");
+        let total = handles.keys().filter(|n| !new.contains_key(*n)).count() + desired.len();
+        self.job_event(&job, "job.started", 0, total).await;
         let mut tasks = Vec::new();
         for name in handles.keys().filter(|n| !new.contains_key(*n)) {
             let h = handles[name].clone();
@@ -388,11 +394,28 @@ impl Daemon {
                 }
             }
         }
-        // Units start in parallel; failures are in each unit's state and events.
+        // Units change in parallel; failures are in each unit's state and events. A unit
+        // created here starts on its own task, so it counts as done once handed over.
+        let mut done = total - tasks.len();
         for t in tasks {
             let _ = t.await;
+            done += 1;
+            self.job_event(&job, "job.progress", done, total).await;
         }
+        self.job_event(&job, "job.completed", done, total).await;
         Ok(plan)
+    }
+
+    fn next_job(&self, kind: &str) -> String {
+        let n = self.jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("{kind}-{}-{n}", chrono::Utc::now().timestamp_millis())
+    }
+
+    async fn job_event(&self, job: &str, kind: &str, done: usize, total: usize) {
+        let payload = serde_json::json!({ "job": job, "done": done, "total": total });
+        self.shared
+            .publish(NewEvent::new(kind, format!("job/{job}")).with_payload(payload))
+            .await;
     }
 
     fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {

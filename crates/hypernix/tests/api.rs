@@ -60,6 +60,14 @@ fn graphql_ws_client_sees_state_changes_in_order() {
         )
         .unwrap();
     assert_eq!(plan["units"][0]["action"], "create");
+    let jobs: Vec<Value> = client
+        .request("{ jobs { job phase done total } }", json!({}), "jobs")
+        .unwrap();
+    let last = jobs.last().expect("the apply is a job");
+    assert_eq!(
+        (last["phase"].as_str(), &last["done"], &last["total"]),
+        (Some("completed"), &json!(1), &json!(1))
+    );
     d.wait_ready("web");
     client.act("web", "STOP").unwrap();
 
