@@ -405,15 +405,20 @@ fn take_slot(ctx: &Context<'_>) -> async_graphql::Result<Option<Slot>> {
     Ok(Some(Slot(counter.0.clone())))
 }
 
-/// The daemon's events after `after`, then live, passed through `filter`.
-fn event_stream(
+/// The daemon's events after `after` (from now when `None`), then live, through `filter`.
+async fn event_stream(
     ctx: &Context<'_>,
     after: Option<u64>,
     filter: EventFilter,
 ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<hypernix_events::Event>> + use<>>
 {
     let slot = take_slot(ctx)?;
-    let stream = daemon(ctx)?.subscribe(after);
+    let d = daemon(ctx)?;
+    let after = match after {
+        Some(id) => Some(id),
+        None => d.last_event_id().await.map_err(gql)?,
+    };
+    let stream = d.subscribe(after);
     Ok(stream.filter_map(move |e| {
         let _held = &slot;
         let out = match e {
@@ -430,14 +435,17 @@ pub struct Subscription;
 
 #[Subscription]
 impl Subscription {
-    /// Events as they are published; with `after`, first every event after that id.
+    /// Events as they are published; with `after`, first every event after that id
+    /// (`after: 0` replays the whole log).
     async fn events(
         &self,
         ctx: &Context<'_>,
         after: Option<u64>,
         filter: Option<EventFilter>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
-        Ok(event_stream(ctx, after, filter.unwrap_or_default())?.map(|e| e.map(Event::from)))
+        Ok(event_stream(ctx, after, filter.unwrap_or_default())
+            .await?
+            .map(|e| e.map(Event::from)))
     }
 
     /// Each state change of compute units (of `name` only, when given).
@@ -452,30 +460,32 @@ impl Subscription {
             subject: name.map(|n| format!("unit/{n}")),
         };
         let mut last: std::collections::HashMap<String, Value> = Default::default();
-        Ok(event_stream(ctx, after, filter)?.filter_map(move |e| {
-            let out = match e {
-                Err(err) => Some(Err(err)),
-                Ok(e) => {
-                    let unit = e.subject.trim_start_matches("unit/").to_string();
-                    let state = e.payload.get("state").cloned().unwrap_or(Value::Null);
-                    let changed = last.get(&unit) != Some(&state);
-                    last.insert(unit.clone(), state.clone());
-                    serde_json::from_value::<hypernix_daemon::model::UnitState>(state)
-                        .ok()
-                        .filter(|_| changed)
-                        .map(|s| {
-                            Ok(UnitStateChange {
-                                event_id: e.id,
-                                unit,
-                                state: s.into(),
-                                kind: e.kind,
-                                time: e.time,
+        Ok(event_stream(ctx, after, filter)
+            .await?
+            .filter_map(move |e| {
+                let out = match e {
+                    Err(err) => Some(Err(err)),
+                    Ok(e) => {
+                        let unit = e.subject.trim_start_matches("unit/").to_string();
+                        let state = e.payload.get("state").cloned().unwrap_or(Value::Null);
+                        let changed = last.get(&unit) != Some(&state);
+                        last.insert(unit.clone(), state.clone());
+                        serde_json::from_value::<hypernix_daemon::model::UnitState>(state)
+                            .ok()
+                            .filter(|_| changed)
+                            .map(|s| {
+                                Ok(UnitStateChange {
+                                    event_id: e.id,
+                                    unit,
+                                    state: s.into(),
+                                    kind: e.kind,
+                                    time: e.time,
+                                })
                             })
-                        })
-                }
-            };
-            futures::future::ready(out)
-        }))
+                    }
+                };
+                futures::future::ready(out)
+            }))
     }
 
     /// The progress of jobs (of `job` only, when given).
@@ -489,7 +499,7 @@ impl Subscription {
             kinds: Some(vec!["job.*".into()]),
             subject: job.map(|j| format!("job/{j}")),
         };
-        Ok(event_stream(ctx, after, filter)?.filter_map(|e| {
+        Ok(event_stream(ctx, after, filter).await?.filter_map(|e| {
             futures::future::ready(match e {
                 Ok(e) => JobProgress::from_event(&e).map(Ok),
                 Err(err) => Some(Err(err)),
@@ -512,6 +522,8 @@ impl Subscription {
             ]),
             subject: name.map(|n| format!("unit/{n}")),
         };
-        Ok(event_stream(ctx, after, filter)?.map(|e| e.map(Event::from)))
+        Ok(event_stream(ctx, after, filter)
+            .await?
+            .map(|e| e.map(Event::from)))
     }
 }

@@ -28,7 +28,8 @@ pub enum Error {
     WrongPassword(PathBuf),
     /// A repository file is damaged or not what it should be.
     #[error(
-        "{path} is corrupt: {what}; run `hypernix backup check --read-data`, and `repair` if it reports a broken index"
+        "{path} is corrupt: {what}; `hypernix backup check --read-data` shows what it affects \
+         (`repair` rebuilds the index; config and keys/master can only come from a copy)"
     )]
     Corrupt {
         /// The damaged file.

@@ -1,9 +1,11 @@
 //! Pack files: `"HNXPACK1" || blob* || sealed(header) || u32le(len)` (docs/backup-format.md).
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::crypto::Keys;
-use crate::error::{Result, corrupt};
+use crate::error::{IoContext, Result, corrupt};
 
 /// The first eight bytes of every pack.
 pub const MAGIC: &[u8; 8] = b"HNXPACK1";
@@ -156,11 +158,46 @@ pub fn read_header(data: &[u8], keys: &Keys, path: &Path) -> Result<Vec<Entry>> 
     }
     let len_at = data.len() - 4;
     let header_len = u32::from_le_bytes(data[len_at..].try_into().unwrap_or_default()) as usize;
-    let header_start = len_at
+    let header_start = header_start(len_at, header_len, path)?;
+    parse_header(&data[header_start..len_at], header_start, keys, path)
+}
+
+/// Reads only the magic and the header of the pack file at `path` (for a structure check,
+/// which need not read the blobs).
+pub fn read_file_header(path: &Path, keys: &Keys) -> Result<Vec<Entry>> {
+    let mut file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut magic = [0u8; MAGIC.len()];
+    if len < (MAGIC.len() + 4) as u64 || file.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(corrupt(path, "not a pack (bad magic or too short)"));
+    }
+    let len_at = usize::try_from(len - 4).map_err(|_| corrupt(path, "pack too large"))?;
+    let mut len_bytes = [0u8; 4];
+    file.seek(SeekFrom::Start(len_at as u64)).at(path)?;
+    file.read_exact(&mut len_bytes).at(path)?;
+    let start = header_start(len_at, u32::from_le_bytes(len_bytes) as usize, path)?;
+    let mut sealed = vec![0u8; len_at - start];
+    file.seek(SeekFrom::Start(start as u64)).at(path)?;
+    file.read_exact(&mut sealed).at(path)?;
+    parse_header(&sealed, start, keys, path)
+}
+
+/// Where the sealed header starts, given where its length field is.
+fn header_start(len_at: usize, header_len: usize, path: &Path) -> Result<usize> {
+    len_at
         .checked_sub(header_len)
         .filter(|&s| s >= MAGIC.len())
-        .ok_or_else(|| corrupt(path, "header length points outside the pack"))?;
-    let header = keys.open(&data[header_start..len_at], path)?;
+        .ok_or_else(|| corrupt(path, "header length points outside the pack"))
+}
+
+/// Opens and decodes a sealed header found at `header_start`, checking every entry's bounds.
+fn parse_header(
+    sealed: &[u8],
+    header_start: usize,
+    keys: &Keys,
+    path: &Path,
+) -> Result<Vec<Entry>> {
+    let header = keys.open(sealed, path)?;
     let count = header
         .get(..4)
         .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)

@@ -78,7 +78,7 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions::from(&hypernix_config::schema::backup::Repository {
+        InitOptions::from_settings(&hypernix_config::schema::backup::Repository {
             location: String::new(),
             encryption: Default::default(),
             compression: Default::default(),
@@ -88,8 +88,42 @@ impl Default for InitOptions {
     }
 }
 
-impl From<&hypernix_config::schema::backup::Repository> for InitOptions {
-    fn from(r: &hypernix_config::schema::backup::Repository) -> Self {
+impl TryFrom<&hypernix_config::schema::backup::Repository> for InitOptions {
+    type Error = Error;
+
+    /// The settings of a configured repository; a setting this version cannot honour is an
+    /// error rather than silently ignored.
+    fn try_from(r: &hypernix_config::schema::backup::Repository) -> Result<Self> {
+        use hypernix_config::schema::backup::{
+            CompressionAlgorithm, DedupAlgorithm, EncryptionAlgorithm,
+        };
+        let unsupported = [
+            (r.encryption.algorithm != EncryptionAlgorithm::Chacha20Poly1305)
+                .then_some("encryption.algorithm (only chacha20-poly1305)"),
+            (r.compression.algorithm != CompressionAlgorithm::Zstd)
+                .then_some("compression.algorithm (only zstd)"),
+            (!r.compression.adaptive).then_some("compression.adaptive = false"),
+            (r.deduplication.algorithm != DedupAlgorithm::ContentDefined)
+                .then_some("deduplication.algorithm (only content-defined)"),
+            r.retention
+                .immutable
+                .enabled
+                .then_some("retention.immutable"),
+        ];
+        let unsupported: Vec<&str> = unsupported.into_iter().flatten().collect();
+        if !unsupported.is_empty() {
+            return Err(Error::Config(format!(
+                "not supported by this version: {}; remove or change these settings",
+                unsupported.join(", ")
+            )));
+        }
+        Ok(InitOptions::from_settings(r))
+    }
+}
+
+impl InitOptions {
+    /// The options for `r`, whose settings are known to be supported.
+    fn from_settings(r: &hypernix_config::schema::backup::Repository) -> Self {
         let size = |s: hypernix_config::Size| u32::try_from(s.bytes()).unwrap_or(u32::MAX);
         let cs = &r.deduplication.chunk_size;
         let sim = &r.deduplication.similarity;

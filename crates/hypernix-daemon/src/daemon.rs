@@ -291,6 +291,16 @@ impl Daemon {
             .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))
     }
 
+    /// The id of the newest event.
+    pub async fn last_event_id(&self) -> Result<Option<u64>, DaemonError> {
+        self.shared.bus.last_id().await.map_err(store)
+    }
+
+    /// Publishes an event on the daemon's bus (for subsystems that report through it).
+    pub async fn publish(&self, event: NewEvent) -> Result<Event, DaemonError> {
+        self.shared.bus.publish(event).await.map_err(store)
+    }
+
     /// Every event after `after`, then every later one as it is published.
     pub fn subscribe(
         &self,

@@ -39,6 +39,8 @@ pub trait EventBus: Send + Sync {
     -> BoxFuture<'_, Result<Vec<Event>, BusError>>;
     /// Every event after `after`, then every later one, in id order, each once.
     fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>>;
+    /// The id of the newest event, if any.
+    fn last_id(&self) -> BoxFuture<'_, Result<Option<u64>, BusError>>;
 }
 
 impl EventBus for EmbeddedBus {
@@ -56,6 +58,10 @@ impl EventBus for EmbeddedBus {
 
     fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
         Box::pin(EmbeddedBus::subscribe(self, after))
+    }
+
+    fn last_id(&self) -> BoxFuture<'_, Result<Option<u64>, BusError>> {
+        Box::pin(async move { Ok(self.log().last_id()?) })
     }
 }
 pub use event::{Event, NewEvent};

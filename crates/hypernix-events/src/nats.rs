@@ -4,24 +4,33 @@
 //!    the subjects `hypernix.>` for `max_age`.
 //! 2. An event of kind `unit.started` is published on `hypernix.unit.started`, its body the
 //!    event as JSON; the stream's sequence number, from the publish acknowledgement, is its id.
-//! 3. A subscription is an ordered consumer starting at the sequence after the id the
-//!    subscriber last saw: it replays the stream and then continues live, in order, and
-//!    a subscriber that reconnects with its last id misses nothing the stream still holds.
+//! 3. One ordered consumer per bus (per daemon) follows the stream from the moment of
+//!    connecting and fans events out to local subscribers through a broadcast channel.
+//! 4. A subscription joins the broadcast, then replays the stream after the id the
+//!    subscriber last saw (direct gets by sequence), then follows the broadcast dropping
+//!    ids it already yielded; when it falls behind the broadcast it replays again. So a
+//!    subscriber that reconnects with its last id misses nothing the stream still holds.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, stream};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 
 use crate::{BusError, Event, EventBus, NewEvent};
+
+/// Events the local fan-out holds for a slow subscriber before it must replay.
+const FANOUT_CAPACITY: usize = 4096;
+/// Events one replay read takes from the stream.
+const REPLAY_PAGE: usize = 256;
 
 /// The event bus on a NATS JetStream stream.
 #[derive(Clone)]
 pub struct NatsBus {
     js: jetstream::Context,
     stream: String,
+    live: tokio::sync::broadcast::Sender<Event>,
 }
 
 fn nats(e: impl std::fmt::Display) -> BusError {
@@ -45,10 +54,38 @@ impl NatsBus {
         })
         .await
         .map_err(|e| BusError::Nats(format!("stream {stream}: {e}")))?;
-        Ok(NatsBus {
+        let (live, _) = tokio::sync::broadcast::channel(FANOUT_CAPACITY);
+        let bus = NatsBus {
             js,
             stream: stream.to_string(),
-        })
+            live,
+        };
+        bus.follow().await?;
+        Ok(bus)
+    }
+
+    /// Starts the one consumer that feeds the local fan-out with new events.
+    async fn follow(&self) -> Result<(), BusError> {
+        let consumer = self
+            .stream()
+            .await?
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let mut messages = consumer.messages().await.map_err(nats)?;
+        let live = self.live.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = messages.next().await {
+                let Ok(info) = m.info() else { continue };
+                if let Ok(e) = decode(info.stream_sequence, &m.payload) {
+                    let _ = live.send(e);
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn stream(&self) -> Result<stream::Stream, BusError> {
@@ -118,30 +155,79 @@ impl EventBus for NatsBus {
         })
     }
 
-    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
-        let bus = self.clone();
-        let start = async move {
-            let stream = bus.stream().await?;
-            let deliver_policy = match after {
-                Some(id) => DeliverPolicy::ByStartSequence {
-                    start_sequence: id + 1,
-                },
-                None => DeliverPolicy::All,
-            };
-            let consumer = stream
-                .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                    deliver_policy,
-                    ..Default::default()
-                })
+    fn last_id(&self) -> BoxFuture<'_, Result<Option<u64>, BusError>> {
+        Box::pin(async move {
+            let last = self
+                .stream()
+                .await?
+                .get_info()
                 .await
-                .map_err(nats)?;
-            let messages = consumer.messages().await.map_err(nats)?;
-            Ok::<_, BusError>(messages.map_err(nats).and_then(|m| async move {
-                let sequence = m.info().map_err(nats)?.stream_sequence;
-                decode(sequence, &m.payload)
-            }))
+                .map_err(nats)?
+                .state
+                .last_sequence;
+            Ok((last > 0).then_some(last))
+        })
+    }
+
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
+        let state = Follow {
+            bus: self.clone(),
+            rx: self.live.subscribe(),
+            last: after,
+            backlog: std::collections::VecDeque::new(),
+            replaying: true,
+            failed: false,
         };
-        futures::stream::once(start).try_flatten().boxed()
+        futures::stream::unfold(state, |mut s| async move {
+            let item = s.next().await?;
+            Some((item, s))
+        })
+        .boxed()
+    }
+}
+
+/// A subscription's position: replaying the stream, or following the fan-out.
+struct Follow {
+    bus: NatsBus,
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    last: Option<u64>,
+    backlog: std::collections::VecDeque<Event>,
+    replaying: bool,
+    failed: bool,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<Result<Event, BusError>> {
+        use tokio::sync::broadcast::error::RecvError;
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.last = Some(e.id);
+                return Some(Ok(e));
+            }
+            if self.replaying {
+                match self.bus.read(self.last, REPLAY_PAGE).await {
+                    Ok(page) if page.is_empty() => self.replaying = false,
+                    Ok(page) => self.backlog.extend(page),
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(e) if self.last.is_some_and(|l| e.id <= l) => continue,
+                Ok(e) => {
+                    self.last = Some(e.id);
+                    return Some(Ok(e));
+                }
+                Err(RecvError::Lagged(_)) => self.replaying = true,
+                Err(RecvError::Closed) => return None,
+            }
+        }
     }
 }
 

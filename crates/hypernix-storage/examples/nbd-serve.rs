@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = hypernix_storage::nbd::runtime()?;
     runtime.block_on(async {
         let _ = std::fs::remove_file(socket);
         let listener = tokio::net::UnixListener::bind(socket)?;

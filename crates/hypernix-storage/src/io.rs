@@ -43,7 +43,7 @@ impl Store {
 
     /// Reads `buf.len()` bytes of volume `name` at `offset`; holes read as zeros.
     pub fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        let st = self.lock();
+        let st = self.shared();
         let id = self.range(&st, name, offset, buf.len() as u64)?;
         let mut at = 0usize;
         for (idx, off, n) in pieces(self.granularity, offset, buf.len() as u64) {
@@ -66,6 +66,10 @@ impl Store {
         data: &[u8],
         fua: bool,
     ) -> Result<(), StorageError> {
+        if let Some(id) = self.write_in_place(name, offset, data, fua)? {
+            self.record(id, offset, data.len() as u64, true);
+            return Ok(());
+        }
         let mut st = self.lock();
         let id = self.range(&st, name, offset, data.len() as u64)?;
         let g = self.granularity;
@@ -96,6 +100,42 @@ impl Store {
         Ok(())
     }
 
+    /// The common case, under shared access: every extent touched is allocated and stays so
+    /// (no whole-extent zeros). Returns the volume id, or `None` when the map must change.
+    fn write_in_place(
+        &self,
+        name: &str,
+        offset: u64,
+        data: &[u8],
+        fua: bool,
+    ) -> Result<Option<u64>, StorageError> {
+        let st = self.shared();
+        let id = self.range(&st, name, offset, data.len() as u64)?;
+        let g = self.granularity;
+        let mut targets = Vec::new();
+        let mut at = 0usize;
+        for (idx, off, n) in pieces(g, offset, data.len() as u64) {
+            let part = &data[at..at + n as usize];
+            at += n as usize;
+            match st.extents.get(&(id, idx)) {
+                Some(_) if n == g && part.iter().all(|&b| b == 0) => return Ok(None),
+                Some(&(t, slot)) => targets.push((t, slot, off, part)),
+                None => return Ok(None),
+            }
+        }
+        for &(t, slot, off, part) in &targets {
+            st.tier(t).data.write(slot, off, part)?;
+        }
+        if fua {
+            let mut tiers: Vec<u8> = targets.iter().map(|x| x.0).collect();
+            tiers.dedup();
+            for t in tiers {
+                st.tier(t).data.sync()?;
+            }
+        }
+        Ok(Some(id))
+    }
+
     /// Zeroes `len` bytes of volume `name` at `offset` (TRIM and WRITE_ZEROES): whole
     /// extents become holes, partial ones are overwritten with zeros.
     pub fn zero(&self, name: &str, offset: u64, len: u64, fua: bool) -> Result<(), StorageError> {
@@ -121,7 +161,7 @@ impl Store {
 
     /// Makes every completed write durable.
     pub fn flush(&self) -> Result<(), StorageError> {
-        let st = self.lock();
+        let st = self.shared();
         for t in &st.tiers {
             t.data.sync()?;
         }

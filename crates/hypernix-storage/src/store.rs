@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -89,7 +89,7 @@ impl State {
 
 /// A tiered extent store: a directory (or RAM) holding volumes.
 pub struct Store {
-    pub(crate) state: Mutex<State>,
+    pub(crate) state: RwLock<State>,
     pub(crate) map: Map,
     pub(crate) granularity: u64,
     pub(crate) durable: bool,
@@ -231,7 +231,7 @@ impl Store {
             .collect();
         let next_volume = loaded.meta.get("next_volume").copied().unwrap_or(1);
         Ok(Store {
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 volumes,
                 extents,
                 tiers,
@@ -248,8 +248,15 @@ impl Store {
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Exclusive access: for changes to the map (allocations, frees, moves).
+    pub(crate) fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shared access: for reads and in-place writes, which may run in parallel; a move
+    /// waits for them to finish, so none can land in a slot being copied.
+    pub(crate) fn shared(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Seconds since the store opened, plus any [`Store::advance_clock`].
@@ -309,7 +316,7 @@ impl Store {
 
     /// Lists the volumes by name.
     pub fn volumes(&self) -> Vec<VolumeInfo> {
-        let st = self.lock();
+        let st = self.shared();
         let mut count: HashMap<u64, u64> = HashMap::new();
         for &(vid, _) in st.extents.keys() {
             *count.entry(vid).or_default() += 1;
@@ -326,7 +333,7 @@ impl Store {
 
     /// The size of volume `name`.
     pub fn volume_size(&self, name: &str) -> Result<u64, StorageError> {
-        let st = self.lock();
+        let st = self.shared();
         st.volumes
             .get(name)
             .map(|v| v.size)
@@ -358,7 +365,7 @@ impl Store {
             .map(|v| (v.id, v.size))
             .ok_or_else(|| StorageError::NoVolume(name.into()))?;
         let g = self.granularity;
-        if size < old && size % g != 0 {
+        if size < old && !size.is_multiple_of(g) {
             let idx = size / g;
             if let Some(&(t, slot)) = st.extents.get(&(id, idx)) {
                 let tail = vec![0u8; (g - size % g) as usize];
@@ -408,7 +415,7 @@ impl Store {
 
     /// Per-tier usage, fastest first.
     pub fn tier_stats(&self) -> Vec<TierStats> {
-        let st = self.lock();
+        let st = self.shared();
         let mut count: HashMap<u8, u64> = HashMap::new();
         for &(t, _) in st.extents.values() {
             *count.entry(t).or_default() += 1;

@@ -38,7 +38,7 @@ fn kill_9_during_backup_leaves_a_sound_repository() {
     let mut rng = Rng::new(42);
     for round in 0..KILLS {
         // A fresh file each round, so every backup writes new packs.
-        std::fs::write(src.join(format!("round-{round}")), rng.bytes(3 << 20)).unwrap();
+        std::fs::write(src.join(format!("round-{round}")), rng.bytes(1 << 20)).unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash::crash_child", "--ignored", "--nocapture"])
             .env("HNX_CRASH_REPO", &repo_path)
@@ -47,7 +47,7 @@ fn kill_9_during_backup_leaves_a_sound_repository() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + rng.next() % 1500));
+        std::thread::sleep(Duration::from_millis(50 + rng.next() % 900));
         child.kill().unwrap();
         child.wait().unwrap();
         let repo = Repository::open(&repo_path, PASSWORD).unwrap();

@@ -129,3 +129,23 @@ fn flipped_byte_names_pack_snapshot_and_file() {
         "{problem:?}"
     );
 }
+
+#[test]
+fn settings_this_version_cannot_honour_are_refused() {
+    use hypernix_backup::InitOptions;
+    use hypernix_config::schema::backup::{CompressionAlgorithm, Repository as Settings};
+    let json = r#"{"location": "/srv/backup", "deduplication": {"chunkSize": {"min": "64Ki", "avg": "256Ki", "max": "1Mi"}}}"#;
+    let mut settings: Settings = serde_json::from_str(json).unwrap();
+    let options = InitOptions::try_from(&settings).unwrap();
+    assert_eq!(
+        (
+            options.chunker.min,
+            options.chunker.avg,
+            options.chunker.max
+        ),
+        (64 << 10, 256 << 10, 1 << 20)
+    );
+    settings.compression.algorithm = CompressionAlgorithm::Lz4;
+    let err = InitOptions::try_from(&settings).unwrap_err();
+    assert!(err.to_string().contains("compression.algorithm"), "{err}");
+}

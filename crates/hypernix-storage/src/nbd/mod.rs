@@ -13,7 +13,7 @@
 //! 4. GO (or the old EXPORT_NAME) picks the export, named after the volume (the empty name
 //!    picks the only volume, if there is exactly one), and starts transmission;
 //! 5. transmission: each request (28-byte header, plus data for WRITE) runs on a blocking
-//!    thread, up to 64 at once, and its reply is written whole under a lock, so replies may
+//!    thread, up to 64 in flight per connection, and its reply is written whole under a lock, so replies may
 //!    come out of order, matched by cookie; READ and BLOCK_STATUS answer with structured
 //!    chunks when negotiated, other commands with simple replies;
 //! 6. bad requests (out of range, oversize reads, unknown commands, BLOCK_STATUS without
@@ -27,15 +27,27 @@ mod transmission;
 use std::io;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::store::Store;
 
 /// Serves the volumes of a store over NBD.
+///
+/// Requests run on tokio's blocking pool; a runtime built with [`runtime`] keeps that pool
+/// at one thread per CPU, since more threads only contend for the tier files' locks.
 #[derive(Clone)]
 pub struct NbdServer {
     store: Arc<Store>,
+}
+
+/// A multi-threaded tokio runtime suited to serving: blocking pool of one thread per CPU.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cpus.max(2))
+        .build()
 }
 
 impl NbdServer {
@@ -49,7 +61,8 @@ impl NbdServer {
         loop {
             let (stream, _) = listener.accept().await?;
             let this = self.clone();
-            tokio::spawn(async move { this.connection(stream).await });
+            let (reader, writer) = stream.into_split();
+            tokio::spawn(async move { this.halves(reader, writer).await });
         }
     }
 
@@ -60,15 +73,29 @@ impl NbdServer {
             // Small requests and replies: send them at once.
             stream.set_nodelay(true)?;
             let this = self.clone();
-            tokio::spawn(async move { this.connection(stream).await });
+            let (reader, writer) = stream.into_split();
+            tokio::spawn(async move { this.halves(reader, writer).await });
         }
     }
 
     /// Runs one connection to its end; errors are logged, never propagated.
-    pub async fn connection<S>(&self, mut stream: S)
+    pub async fn connection<S>(&self, stream: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (reader, writer) = tokio::io::split(stream);
+        self.halves(reader, writer).await;
+    }
+
+    /// Runs one connection given its two halves (owned halves avoid a lock per I/O).
+    async fn halves<R, W>(&self, reader: R, writer: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        // Buffered reads: pipelined requests arrive many to a read.
+        let reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut stream = tokio::io::join(reader, writer);
         let session = match handshake::negotiate(&mut stream, &self.store).await {
             Ok(Some(session)) => session,
             Ok(None) => return,
@@ -77,7 +104,7 @@ impl NbdServer {
                 return;
             }
         };
-        let (reader, writer) = tokio::io::split(stream);
+        let (reader, writer) = stream.into_inner();
         let volume = session.volume.clone();
         if let Err(e) = transmission::transmit(reader, writer, self.store.clone(), session).await {
             tracing::debug!("NBD connection to volume {volume:?} ended: {e}");

@@ -160,3 +160,95 @@ fn bad_requests_get_errors_and_bad_framing_closes() {
     assert!(s.store.fsck().unwrap().is_clean());
     assert_eq!(s.store.volumes()[0].allocated_extents, 0);
 }
+
+/// The fuzz target's body (fuzz/fuzz_targets/nbd_session.rs) on random inputs that start
+/// with a valid handshake, so the random part reaches option haggling and transmission.
+#[test]
+fn random_sessions_never_crash_or_corrupt() {
+    use std::sync::Arc;
+
+    use hypernix_storage::nbd::NbdServer;
+    use hypernix_storage::{Store, StoreConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = StoreConfig::single_disk(8 << 20);
+    config.granularity = 64 << 10;
+    let store = Arc::new(Store::ephemeral(&config).unwrap());
+    store.create_volume("vol", 4 << 20).unwrap();
+    store.write("vol", 0, &[1; 4096], false).unwrap();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Client flags, then GO on "vol" after STRUCTURED_REPLY and SET_META_CONTEXT.
+    let mut prefix = 3u32.to_be_bytes().to_vec();
+    for (opt, data) in [
+        (8u32, Vec::new()),
+        (10, {
+            let mut d = 3u32.to_be_bytes().to_vec();
+            d.extend(b"vol");
+            d.extend(1u32.to_be_bytes());
+            d.extend(15u32.to_be_bytes());
+            d.extend(b"base:allocation");
+            d
+        }),
+        (7, {
+            let mut d = 3u32.to_be_bytes().to_vec();
+            d.extend(b"vol\0\0");
+            d
+        }),
+    ] {
+        prefix.extend(IHAVEOPT.to_be_bytes());
+        prefix.extend(opt.to_be_bytes());
+        prefix.extend((data.len() as u32).to_be_bytes());
+        prefix.extend(data);
+    }
+    for case in 0..300u64 {
+        let mut input = if case % 3 == 0 {
+            Vec::new()
+        } else {
+            prefix.clone()
+        };
+        // Random requests with the right magic, plus plain noise.
+        for _ in 0..next() % 8 {
+            let r = next();
+            let mut req = REQUEST_MAGIC.to_be_bytes().to_vec();
+            req.extend(((r >> 8) as u16 % 4).to_be_bytes());
+            req.extend(((r >> 24) as u16 % 10).to_be_bytes());
+            req.extend(next().to_be_bytes());
+            let offset = if r % 2 == 0 {
+                next() % (5 << 20)
+            } else {
+                next()
+            };
+            req.extend(offset.to_be_bytes());
+            req.extend(((next() % (1 << 21)) as u32).to_be_bytes());
+            input.extend(req);
+        }
+        input.extend((0..next() % 64).map(|_| next() as u8));
+        let server = NbdServer::new(store.clone());
+        runtime.block_on(async {
+            let (client, conn) = tokio::io::duplex(1 << 16);
+            let (mut from_server, mut to_server) = tokio::io::split(client);
+            let serving = tokio::spawn(async move { server.connection(conn).await });
+            let draining = tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = from_server.read_to_end(&mut sink).await;
+            });
+            let _ = to_server.write_all(&input).await;
+            let _ = to_server.shutdown().await;
+            serving.await.expect("connection task panicked");
+            draining.await.unwrap();
+        });
+    }
+    let report = store.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}

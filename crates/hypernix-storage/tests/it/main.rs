@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod clients;
+mod config;
 mod durability;
 mod kit;
 mod placement;

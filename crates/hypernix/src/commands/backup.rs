@@ -27,6 +27,38 @@ pub struct RepoArgs {
     password_file: Option<PathBuf>,
 }
 
+/// Where repository settings come from: a configuration's
+/// `hypervisor.backup.repositories.NAME`, or the schema's defaults.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// Configuration files or directories to take the repository's settings from.
+    #[arg(long = "config", value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// The repository's name under `hypervisor.backup.repositories`.
+    #[arg(long, default_value = "default")]
+    repository: String,
+}
+
+impl SettingsArgs {
+    /// The named repository's settings; the defaults without `--config`, or for the
+    /// default repository when it is not declared.
+    fn load(&self) -> anyhow::Result<Option<hypernix_config::schema::backup::Repository>> {
+        if self.config.is_empty() {
+            return Ok(None);
+        }
+        let config = hypernix_config::load_paths(&self.config)?;
+        let backup = config.hypervisor.backup;
+        match backup.repositories.get(&self.repository) {
+            Some(r) => Ok(Some(r.clone())),
+            None if self.repository == backup.default_repository => Ok(None),
+            None => anyhow::bail!(
+                "hypervisor.backup.repositories has no `{}`; declare it or pass --repository NAME",
+                self.repository
+            ),
+        }
+    }
+}
+
 /// Subcommands of `hypernix backup`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BackupCommand {
@@ -34,6 +66,8 @@ pub enum BackupCommand {
     Init {
         #[command(flatten)]
         repo: RepoArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
         /// Store chunks and snapshots unencrypted.
         #[arg(long)]
         no_encryption: bool,
@@ -103,6 +137,8 @@ pub enum BackupCommand {
         #[command(flatten)]
         keep: KeepArgs,
         #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
         out: OutputArgs,
     },
     /// The paths that differ between two snapshots.
@@ -125,7 +161,8 @@ pub enum BackupCommand {
     },
 }
 
-/// GFS counts; with none given, the schema's default progressive policy applies.
+/// GFS counts; with none given, the configured repository's retention applies (the
+/// schema's default progressive policy without `--config`).
 #[derive(Debug, Args)]
 pub struct KeepArgs {
     /// Keep the newest N.
@@ -149,7 +186,7 @@ pub struct KeepArgs {
 }
 
 impl KeepArgs {
-    fn policy(&self) -> Policy {
+    fn policy(&self, configured: Option<&hypernix_config::schema::backup::Repository>) -> Policy {
         let counts = GfsCounts {
             last: self.keep_last,
             hourly: self.keep_hourly,
@@ -159,7 +196,10 @@ impl KeepArgs {
             yearly: self.keep_yearly,
         };
         if counts == GfsCounts::default() {
-            Policy::from(&hypernix_config::schema::backup::Retention::default())
+            match configured {
+                Some(r) => Policy::from(&r.retention),
+                None => Policy::from(&hypernix_config::schema::backup::Retention::default()),
+            }
         } else {
             Policy::Gfs(counts)
         }
@@ -216,12 +256,14 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BackupCommand::Init {
             repo,
+            settings,
             no_encryption,
         } => {
-            let options = InitOptions {
-                encryption: !no_encryption,
-                ..InitOptions::default()
+            let mut options = match settings.load()? {
+                Some(r) => InitOptions::try_from(&r)?,
+                None => InitOptions::default(),
             };
+            options.encryption &= !no_encryption;
             let r = Repository::init(&repo.repo, &password(&repo)?, &options)?;
             println!(
                 "created repository {} at {}",
@@ -354,11 +396,13 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             dry_run,
             grace_hours,
             keep,
+            settings,
             out,
         } => {
+            let configured = settings.load()?;
             let r = open(&repo)?;
             let options = PruneOptions {
-                policy: keep.policy(),
+                policy: keep.policy(configured.as_ref()),
                 now: Utc::now(),
                 dry_run,
                 grace: Duration::from_secs(grace_hours.saturating_mul(3600)),

@@ -230,7 +230,7 @@ fn serve(
         "nothing to listen on; pass --socket PATH and/or --tcp 127.0.0.1:10809"
     );
     let server = NbdServer::new(Arc::new(store.open()?));
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = hypernix_storage::nbd::runtime()?;
     runtime.block_on(async {
         let unix = match socket {
             Some(path) => {
