@@ -17,9 +17,11 @@ use crate::event::{Event, NewEvent};
 use crate::log::{EventLog, LogError};
 use futures::Stream;
 use std::collections::VecDeque;
+use std::error::Error as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use thiserror::Error;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::oneshot;
 use tokio::task::JoinError;
 
 /// How many events the broadcast holds for a slow subscriber before it must go back to
@@ -54,9 +56,14 @@ pub struct EmbeddedBus {
     inner: Arc<Inner>,
 }
 
+/// An event waiting to be written, and whom to tell how it went.
+type Pending = (NewEvent, oneshot::Sender<Result<Event, BusError>>);
+
 struct Inner {
     log: Arc<dyn EventLog>,
     live: broadcast::Sender<Event>,
+    /// Events waiting to be written, with whom to tell.
+    queue: Mutex<Vec<Pending>>,
     /// Held across append and broadcast, so the broadcast is in id order.
     publishing: Mutex<()>,
 }
@@ -74,6 +81,7 @@ impl EmbeddedBus {
             inner: Arc::new(Inner {
                 log,
                 live,
+                queue: Mutex::new(Vec::new()),
                 publishing: Mutex::new(()),
             }),
         }
@@ -86,11 +94,22 @@ impl EmbeddedBus {
 
     /// Appends `event` to the log durably, then sends it to live subscribers.
     ///
-    /// Runs on tokio's blocking pool, so it must be called inside a tokio runtime. Dropping
-    /// the returned future does not withdraw the event: once started, the publish completes.
+    /// Publishes that arrive while a write is under way are written together in the next
+    /// one (group commit); each call still returns only once its event is durable. Runs on
+    /// tokio's blocking pool, so it must be called inside a tokio runtime. Dropping the
+    /// returned future does not withdraw the event: once started, the publish completes.
     pub async fn publish(&self, event: NewEvent) -> Result<Event, BusError> {
+        let (done, result) = oneshot::channel();
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((event, done));
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.publish(event)).await?
+        tokio::task::spawn_blocking(move || inner.flush()).await?;
+        result
+            .await
+            .map_err(|_| BusError::Log(LogError::new("the event log writer stopped")))?
     }
 
     /// Every event after `after` (from the start of the log when `None`), then every event
@@ -118,16 +137,36 @@ impl EmbeddedBus {
 }
 
 impl Inner {
-    fn publish(&self, event: NewEvent) -> Result<Event, BusError> {
+    /// Writes everything queued in one append, then broadcasts it in id order.
+    fn flush(&self) {
         // The lock guards no data, only the order; a panic elsewhere cannot break it.
         let _order = self
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let event = self.log.append(event)?;
-        // Having no live subscriber is fine: the event is in the log for later ones.
-        let _ = self.live.send(event.clone());
-        Ok(event)
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return; // An earlier flush took this caller's event along.
+        }
+        let (events, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match self.log.append_batch(events) {
+            Ok(stored) => {
+                for (event, done) in stored.into_iter().zip(waiting) {
+                    // Having no live subscriber is fine: the event is in the log for later ones.
+                    let _ = self.live.send(event.clone());
+                    let _ = done.send(Ok(event));
+                }
+            }
+            Err(e) => {
+                let message = format!(
+                    "{e}: {}",
+                    e.source().map(ToString::to_string).unwrap_or_default()
+                );
+                for done in waiting {
+                    let _ = done.send(Err(BusError::Log(LogError::new(message.clone()))));
+                }
+            }
+        }
     }
 }
 

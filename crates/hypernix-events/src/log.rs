@@ -13,6 +13,12 @@ pub trait EventLog: Send + Sync {
     /// across restarts) and the current time, and returns the stored event.
     fn append(&self, event: NewEvent) -> Result<Event, LogError>;
 
+    /// Stores `events` durably in order, as [`EventLog::append`] would one by one; a log
+    /// that can should do it in one write (the bus batches concurrent publishes).
+    fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, LogError> {
+        events.into_iter().map(|e| self.append(e)).collect()
+    }
+
     /// Up to `limit` events with ids greater than `after_id` (all events when `None`),
     /// in increasing id order.
     fn read_from(&self, after_id: Option<u64>, limit: usize) -> Result<Vec<Event>, LogError>;

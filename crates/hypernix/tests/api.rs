@@ -102,6 +102,7 @@ fn graphql_ws_client_sees_state_changes_in_order() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let _ = node.kill();
+    let _ = node.wait();
 
     // Update and delete through mutations.
     let plan: Value = client
@@ -236,6 +237,7 @@ fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
     );
     let first_id = first["data"]["events"]["id"].as_u64().unwrap();
     let _ = node.kill();
+    let _ = node.wait();
 
     // While nobody listens, more units start; a subscriber resuming after its last id gets
     // exactly those, in order.
@@ -266,6 +268,7 @@ fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
     sorted.sort();
     assert_eq!(sorted, ["unit/y", "unit/z"], "{subjects:?}");
     let _ = node.kill();
+    let _ = node.wait();
     // Both daemons read the same history.
     let on_a = a.events("unit.started").len();
     let on_b = b.events("unit.started").len();

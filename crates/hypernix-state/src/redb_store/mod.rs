@@ -54,27 +54,31 @@ impl RedbStore {
         &self.path
     }
 
-    fn append_event(&self, event: NewEvent) -> Result<Event, StateError> {
+    /// Appends events in one durable write transaction, with consecutive ids.
+    fn append_events(&self, new: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
         let path = &self.path;
         let txn = self.db.begin_write().at(path)?;
-        let event = {
+        let stored = {
             let mut store = txn.open_table(STORE).at(path)?;
-            let id = counter(&store, LAST_EVENT_ID_KEY, path)? + 1;
-            let event = event.into_event(id, Utc::now());
-            let json = serde_json::to_vec(&event).map_err(|source| StateError::Encode {
-                table: EVENTS_NAME,
-                key: id.to_string(),
-                source,
-            })?;
-            txn.open_table(events())
-                .at(path)?
-                .insert(id, json.as_slice())
-                .at(path)?;
+            let mut table = txn.open_table(events()).at(path)?;
+            let mut id = counter(&store, LAST_EVENT_ID_KEY, path)?;
+            let mut stored = Vec::with_capacity(new.len());
+            for event in new {
+                id += 1;
+                let event = event.into_event(id, Utc::now());
+                let json = serde_json::to_vec(&event).map_err(|source| StateError::Encode {
+                    table: EVENTS_NAME,
+                    key: id.to_string(),
+                    source,
+                })?;
+                table.insert(id, json.as_slice()).at(path)?;
+                stored.push(event);
+            }
             store.insert(LAST_EVENT_ID_KEY, id).at(path)?;
-            event
+            stored
         };
         txn.commit().at(path)?;
-        Ok(event)
+        Ok(stored)
     }
 
     fn read_events(&self, after_id: Option<u64>, limit: usize) -> Result<Vec<Event>, StateError> {
@@ -188,7 +192,14 @@ impl StateStore for RedbStore {
 
 impl EventLog for RedbStore {
     fn append(&self, event: NewEvent) -> Result<Event, LogError> {
-        self.append_event(event).map_err(LogError::new)
+        let mut stored = self.append_events(vec![event]).map_err(LogError::new)?;
+        stored
+            .pop()
+            .ok_or_else(|| LogError::new("the event log stored nothing"))
+    }
+
+    fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, LogError> {
+        self.append_events(events).map_err(LogError::new)
     }
 
     fn read_from(&self, after_id: Option<u64>, limit: usize) -> Result<Vec<Event>, LogError> {
