@@ -288,15 +288,15 @@ impl Mutation {
         name: String,
         settings: Json<Value>,
     ) -> async_graphql::Result<Plan> {
-        admit(ctx)?;
-        let d = daemon(ctx)?;
-        let mut raw = d.applied_raw().map_err(gql)?;
-        let units = units_mut(&mut raw)?;
-        if units.contains_key(&name) {
-            return Err(format!("compute unit `{name}` exists; use updateComputeUnit").into());
-        }
-        units.insert(name, Value::Object(object(settings, "settings")?));
-        Ok(d.apply(raw).await.map_err(gql)?.into())
+        let settings = object(settings, "settings")?;
+        edit_units(ctx, |units| match units.contains_key(&name) {
+            true => Err(format!("compute unit `{name}` exists; use updateComputeUnit").into()),
+            false => {
+                units.insert(name, Value::Object(settings));
+                Ok(())
+            }
+        })
+        .await
     }
 
     /// Replaces a compute unit's own settings; the plan says what restarts.
@@ -306,15 +306,15 @@ impl Mutation {
         name: String,
         settings: Json<Value>,
     ) -> async_graphql::Result<Plan> {
-        admit(ctx)?;
-        let d = daemon(ctx)?;
-        let mut raw = d.applied_raw().map_err(gql)?;
-        let units = units_mut(&mut raw)?;
-        if !units.contains_key(&name) {
-            return Err(gql(DaemonError::UnknownUnit(name)));
-        }
-        units.insert(name, Value::Object(object(settings, "settings")?));
-        Ok(d.apply(raw).await.map_err(gql)?.into())
+        let settings = object(settings, "settings")?;
+        edit_units(ctx, |units| match units.get_mut(&name) {
+            Some(unit) => {
+                *unit = Value::Object(settings);
+                Ok(())
+            }
+            None => Err(gql(DaemonError::UnknownUnit(name))),
+        })
+        .await
     }
 
     /// Removes a compute unit from the applied configuration, stopping it.
@@ -323,13 +323,11 @@ impl Mutation {
         ctx: &Context<'_>,
         name: String,
     ) -> async_graphql::Result<Plan> {
-        admit(ctx)?;
-        let d = daemon(ctx)?;
-        let mut raw = d.applied_raw().map_err(gql)?;
-        if units_mut(&mut raw)?.remove(&name).is_none() {
-            return Err(gql(DaemonError::UnknownUnit(name)));
-        }
-        Ok(d.apply(raw).await.map_err(gql)?.into())
+        edit_units(ctx, |units| match units.remove(&name) {
+            Some(_) => Ok(()),
+            None => Err(gql(DaemonError::UnknownUnit(name))),
+        })
+        .await
     }
 
     /// Starts, stops, restarts, pauses or resumes a compute unit.
@@ -359,6 +357,18 @@ impl Mutation {
         daemon(ctx)?.shutdown(stop_units).await.map_err(gql)?;
         Ok(true)
     }
+}
+
+/// Changes `compute.units` of the applied configuration with `edit`, then applies it.
+async fn edit_units(
+    ctx: &Context<'_>,
+    edit: impl FnOnce(&mut Map<String, Value>) -> async_graphql::Result<()>,
+) -> async_graphql::Result<Plan> {
+    admit(ctx)?;
+    let d = daemon(ctx)?;
+    let mut raw = d.applied_raw().map_err(gql)?;
+    edit(units_mut(&mut raw)?)?;
+    Ok(d.apply(raw).await.map_err(gql)?.into())
 }
 
 fn units_mut(raw: &mut Map<String, Value>) -> async_graphql::Result<&mut Map<String, Value>> {

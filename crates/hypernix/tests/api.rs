@@ -31,26 +31,11 @@ fn graphql_ws_client_sees_state_changes_in_order() {
     let last: Vec<Value> = client.events(None).unwrap();
     let after = last.last().map(|e| e["id"].as_u64().unwrap()).unwrap_or(0);
 
-    let dir = node_client();
-    let mut node = Command::new("node")
-        .arg(dir.join("subscribe.mjs"))
-        .arg(format!("ws://{}/graphql", d.api))
-        .arg("subscription($a: Int) { computeUnitStateChanged(name: \"web\", after: $a) { unit state eventId } }")
-        .arg(json!({ "a": after }).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
-    let sink = lines.clone();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap_or(Value::Null));
-        }
-    });
+    let (mut node, lines) = node_subscribe(
+        &d.api,
+        "subscription($a: Int) { computeUnitStateChanged(name: \"web\", after: $a) { unit state eventId } }",
+        json!({ "a": after }),
+    );
 
     let plan: Value = client
         .request(
