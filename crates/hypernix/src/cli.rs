@@ -8,14 +8,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "hypernix", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The daemon's API address (host:port).
-    #[arg(
-        long,
-        global = true,
-        env = "HYPERNIX_API",
-        default_value = "127.0.0.1:7878"
-    )]
-    pub api: String,
+    /// The daemon's API address (host:port); default: `api.listen` of the configuration
+    /// given to `up`/`apply`, else 127.0.0.1:7878.
+    #[arg(long, global = true, env = "HYPERNIX_API")]
+    pub api: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

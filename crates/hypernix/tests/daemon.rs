@@ -223,14 +223,23 @@ fn up_starts_the_daemon_and_the_quickstart_and_down_stops_them() {
             .unwrap()
     };
     let state = dir.path().to_str().unwrap();
-    let out = run(&[
-        "up",
-        quickstart.to_str().unwrap(),
-        "--state-dir",
-        state,
-        "--accel",
-        "tcg",
-    ]);
+    // Without --api, `up` reaches (and starts) the daemon at the configuration's api.listen.
+    let api_nix = dir.path().join("api.nix");
+    std::fs::write(
+        &api_nix,
+        format!("{{ hypervisor.api.listen = \"{api}\"; }}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(kit::bin())
+        .env_remove("HYPERNIX_API")
+        .args([
+            "up",
+            quickstart.to_str().unwrap(),
+            api_nix.to_str().unwrap(),
+        ])
+        .args(["--state-dir", state, "--accel", "tcg"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

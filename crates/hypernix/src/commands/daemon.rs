@@ -73,9 +73,16 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads configuration files into the raw `hypervisor` set, printing every error.
-fn load(files: &[PathBuf]) -> anyhow::Result<Map<String, Value>> {
+/// Loads configuration files into the raw `hypervisor` set and a client for the daemon:
+/// at `--api` if given, else at the configuration's `api.listen`.
+fn load(api: Option<&str>, files: &[PathBuf]) -> anyhow::Result<(Client, Map<String, Value>)> {
     match super::config::load(files) {
-        Ok(l) => Ok(l.config.raw),
+        Ok(l) => {
+            let addr = api
+                .map(str::to_string)
+                .unwrap_or(l.config.hypervisor.api.listen);
+            Ok((Client::new(addr), l.config.raw))
+        }
         Err(errors) => bail!(
             "the configuration is invalid:\n  - {}",
             errors.join("\n  - ")
@@ -144,13 +151,14 @@ fn ensure_daemon(client: &Client, daemon: &DaemonArgs) -> anyhow::Result<()> {
 
 /// `hypernix up`.
 pub fn up(
-    client: &Client,
+    api: Option<&str>,
     files: &[PathBuf],
     daemon: DaemonArgs,
     timeout: u64,
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
-    let raw = load(files)?;
+    let (client, raw) = load(api, files)?;
+    let client = &client;
     ensure_daemon(client, &daemon)?;
     let plan = client.apply(&raw)?;
     let wanted: Vec<String> = raw
@@ -198,8 +206,8 @@ fn boots_test_guest(raw: &Map<String, Value>, unit: &str) -> bool {
 }
 
 /// `hypernix apply`.
-pub fn apply(client: &Client, files: &[PathBuf], out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let raw = load(files)?;
+pub fn apply(api: Option<&str>, files: &[PathBuf], out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let (client, raw) = load(api, files)?;
     let plan = client.apply(&raw)?;
     if out.json {
         output::json(&plan)?;

@@ -14,21 +14,25 @@ use hypernix_api::client::Client;
 
 use crate::cli::{Cli, Command};
 
+/// The API address when neither `--api` nor the configuration names one.
+const DEFAULT_API: &str = "127.0.0.1:7878";
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(cli.api.clone());
+    let api = cli.api.clone().unwrap_or_else(|| DEFAULT_API.to_string());
+    let client = Client::new(api.clone());
     match cli.command {
         Command::Storage(cmd) => storage::run(cmd),
         Command::Config(cmd) => config::run(cmd),
         Command::Backup(cmd) => backup::run(cmd),
-        Command::Serve(args) => daemon::serve(&cli.api, args),
+        Command::Serve(args) => daemon::serve(&api, args),
         Command::Up {
             files,
             daemon: args,
             timeout,
             out,
-        } => daemon::up(&client, &files, args, timeout, out),
-        Command::Apply { files, out } => daemon::apply(&client, &files, out),
+        } => daemon::up(cli.api.as_deref(), &files, args, timeout, out),
+        Command::Apply { files, out } => daemon::apply(cli.api.as_deref(), &files, out),
         Command::Units { out } => daemon::units(&client, out),
         Command::Unit { action, name, out } => daemon::unit(&client, action, &name, out),
         Command::Console { name } => console::console(&client, &name),
