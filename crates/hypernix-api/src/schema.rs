@@ -420,8 +420,9 @@ async fn event_stream(
     ctx: &Context<'_>,
     after: Option<u64>,
     filter: EventFilter,
-) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<hypernix_events::Event>> + use<>>
-{
+) -> async_graphql::Result<
+    impl Stream<Item = async_graphql::Result<Arc<hypernix_events::Event>>> + use<>,
+> {
     let slot = take_slot(ctx)?;
     let d = daemon(ctx)?;
     let after = match after {
@@ -455,7 +456,7 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
         Ok(event_stream(ctx, after, filter.unwrap_or_default())
             .await?
-            .map(|e| e.map(Event::from)))
+            .map(|e| e.map(|e| Event::from(e.as_ref().clone()))))
     }
 
     /// Each state change of compute units (of `name` only, when given).
@@ -488,7 +489,7 @@ impl Subscription {
                                     event_id: e.id,
                                     unit,
                                     state: s.into(),
-                                    kind: e.kind,
+                                    kind: e.kind.clone(),
                                     time: e.time,
                                 })
                             })
@@ -534,6 +535,6 @@ impl Subscription {
         };
         Ok(event_stream(ctx, after, filter)
             .await?
-            .map(|e| e.map(Event::from)))
+            .map(|e| e.map(|e| Event::from(e.as_ref().clone()))))
     }
 }

@@ -305,7 +305,7 @@ impl Daemon {
     pub fn subscribe(
         &self,
         after: Option<u64>,
-    ) -> futures::stream::BoxStream<'static, Result<Event, hypernix_events::BusError>> {
+    ) -> futures::stream::BoxStream<'static, Result<Arc<Event>, hypernix_events::BusError>> {
         self.shared.bus.subscribe(after)
     }
 

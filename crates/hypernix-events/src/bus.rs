@@ -61,7 +61,7 @@ type Pending = (NewEvent, oneshot::Sender<Result<Event, BusError>>);
 
 struct Inner {
     log: Arc<dyn EventLog>,
-    live: broadcast::Sender<Event>,
+    live: broadcast::Sender<Arc<Event>>,
     /// Events waiting to be written, with whom to tell.
     queue: Mutex<Vec<Pending>>,
     /// Held across append and broadcast, so the broadcast is in id order.
@@ -120,7 +120,7 @@ impl EmbeddedBus {
     pub fn subscribe(
         &self,
         after: Option<u64>,
-    ) -> impl Stream<Item = Result<Event, BusError>> + Send + 'static + use<> {
+    ) -> impl Stream<Item = Result<Arc<Event>, BusError>> + Send + 'static + use<> {
         let subscription = Subscription {
             log: Arc::clone(&self.inner.log),
             live: self.inner.live.subscribe(),
@@ -153,7 +153,7 @@ impl Inner {
             Ok(stored) => {
                 for (event, done) in stored.into_iter().zip(waiting) {
                     // Having no live subscriber is fine: the event is in the log for later ones.
-                    let _ = self.live.send(event.clone());
+                    let _ = self.live.send(Arc::new(event.clone()));
                     let _ = done.send(Ok(event));
                 }
             }
@@ -173,11 +173,11 @@ impl Inner {
 /// The state of one subscriber's stream.
 struct Subscription {
     log: Arc<dyn EventLog>,
-    live: broadcast::Receiver<Event>,
+    live: broadcast::Receiver<Arc<Event>>,
     /// The id of the newest event yielded (or the caller's starting point).
     last: Option<u64>,
     /// Events read from the log and not yet yielded.
-    replayed: VecDeque<Event>,
+    replayed: VecDeque<Arc<Event>>,
     /// Whether the log may hold events newer than `last` that the receiver lacks.
     replaying: bool,
     /// Whether an error was yielded, which ends the stream.
@@ -185,7 +185,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    async fn next(&mut self) -> Option<Result<Event, BusError>> {
+    async fn next(&mut self) -> Option<Result<Arc<Event>, BusError>> {
         if self.failed {
             return None;
         }
@@ -200,7 +200,7 @@ impl Subscription {
                 match self.read_page().await {
                     Ok(page) => {
                         self.replaying = page.len() == REPLAY_PAGE;
-                        self.replayed.extend(page);
+                        self.replayed.extend(page.into_iter().map(Arc::new));
                     }
                     Err(err) => {
                         self.failed = true;
@@ -222,7 +222,7 @@ impl Subscription {
     }
 
     /// `event`, recorded as the newest yielded, unless it was yielded already.
-    fn take_if_new(&mut self, event: Event) -> Option<Event> {
+    fn take_if_new(&mut self, event: Arc<Event>) -> Option<Arc<Event>> {
         if self.last.is_some_and(|last| event.id <= last) {
             return None;
         }

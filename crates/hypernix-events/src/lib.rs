@@ -26,6 +26,8 @@ pub mod nats;
 pub use bus::{BusError, EmbeddedBus};
 pub use nats::NatsBus;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
@@ -37,8 +39,9 @@ pub trait EventBus: Send + Sync {
     /// At most `limit` events after `after` (from the start when `None`).
     fn read(&self, after: Option<u64>, limit: usize)
     -> BoxFuture<'_, Result<Vec<Event>, BusError>>;
-    /// Every event after `after`, then every later one, in id order, each once.
-    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>>;
+    /// Every event after `after`, then every later one, in id order, each once (shared:
+    /// many subscribers see one event without copying it).
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Arc<Event>, BusError>>;
     /// The id of the newest event, if any.
     fn last_id(&self) -> BoxFuture<'_, Result<Option<u64>, BusError>>;
 }
@@ -56,7 +59,7 @@ impl EventBus for EmbeddedBus {
         Box::pin(async move { Ok(self.log().read_from(after, limit)?) })
     }
 
-    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Arc<Event>, BusError>> {
         Box::pin(EmbeddedBus::subscribe(self, after))
     }
 

@@ -11,6 +11,7 @@
 //!    ids it already yielded; when it falls behind the broadcast it replays again. So a
 //!    subscriber that reconnects with its last id misses nothing the stream still holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, stream};
@@ -30,7 +31,7 @@ const REPLAY_PAGE: usize = 256;
 pub struct NatsBus {
     js: jetstream::Context,
     stream: String,
-    live: tokio::sync::broadcast::Sender<Event>,
+    live: tokio::sync::broadcast::Sender<Arc<Event>>,
 }
 
 fn nats(e: impl std::fmt::Display) -> BusError {
@@ -81,7 +82,7 @@ impl NatsBus {
             while let Some(Ok(m)) = messages.next().await {
                 let Ok(info) = m.info() else { continue };
                 if let Ok(e) = decode(info.stream_sequence, &m.payload) {
-                    let _ = live.send(e);
+                    let _ = live.send(Arc::new(e));
                 }
             }
         });
@@ -169,7 +170,7 @@ impl EventBus for NatsBus {
         })
     }
 
-    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Event, BusError>> {
+    fn subscribe(&self, after: Option<u64>) -> BoxStream<'static, Result<Arc<Event>, BusError>> {
         let state = Follow {
             bus: self.clone(),
             rx: self.live.subscribe(),
@@ -189,15 +190,15 @@ impl EventBus for NatsBus {
 /// A subscription's position: replaying the stream, or following the fan-out.
 struct Follow {
     bus: NatsBus,
-    rx: tokio::sync::broadcast::Receiver<Event>,
+    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
     last: Option<u64>,
-    backlog: std::collections::VecDeque<Event>,
+    backlog: std::collections::VecDeque<Arc<Event>>,
     replaying: bool,
     failed: bool,
 }
 
 impl Follow {
-    async fn next(&mut self) -> Option<Result<Event, BusError>> {
+    async fn next(&mut self) -> Option<Result<Arc<Event>, BusError>> {
         use tokio::sync::broadcast::error::RecvError;
         if self.failed {
             return None;
@@ -210,7 +211,7 @@ impl Follow {
             if self.replaying {
                 match self.bus.read(self.last, REPLAY_PAGE).await {
                     Ok(page) if page.is_empty() => self.replaying = false,
-                    Ok(page) => self.backlog.extend(page),
+                    Ok(page) => self.backlog.extend(page.into_iter().map(Arc::new)),
                     Err(e) => {
                         self.failed = true;
                         return Some(Err(e));

@@ -16,7 +16,7 @@ fn started(n: u64) -> NewEvent {
 
 /// Takes `count` events from `stream`, failing the test on an error or a stall.
 async fn take_ids(
-    stream: &mut (impl Stream<Item = Result<Event, BusError>> + Unpin),
+    stream: &mut (impl Stream<Item = Result<std::sync::Arc<Event>, BusError>> + Unpin),
     count: usize,
 ) -> Vec<u64> {
     let mut ids = Vec::with_capacity(count);
@@ -64,7 +64,7 @@ async fn live_subscriber_sees_events_in_publish_order() {
     for n in 1..=100 {
         bus.publish(started(n)).await.unwrap();
     }
-    let events: Vec<Event> = (&mut stream).take(100).map(Result::unwrap).collect().await;
+    let events: Vec<std::sync::Arc<Event>> = (&mut stream).take(100).map(Result::unwrap).collect().await;
     assert_eq!(log.reads(), 1);
     let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
     assert_eq!(ids, range(1, 100));

@@ -87,7 +87,7 @@ async fn a_bus_over_the_store_resumes_after_a_restart() {
             .unwrap()
             .unwrap()
             .unwrap();
-        seen.push((event.id, event.kind));
+        seen.push((event.id, event.kind.clone()));
     }
     assert_eq!(
         seen,
