@@ -64,7 +64,8 @@ async fn live_subscriber_sees_events_in_publish_order() {
     for n in 1..=100 {
         bus.publish(started(n)).await.unwrap();
     }
-    let events: Vec<std::sync::Arc<Event>> = (&mut stream).take(100).map(Result::unwrap).collect().await;
+    let events: Vec<std::sync::Arc<Event>> =
+        (&mut stream).take(100).map(Result::unwrap).collect().await;
     assert_eq!(log.reads(), 1);
     let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
     assert_eq!(ids, range(1, 100));
