@@ -22,22 +22,9 @@ pub struct Rule {
     pub interval: Duration,
 }
 
-/// Counts per period of the grandfather-father-son scheme; `None` keeps none by it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GfsCounts {
-    /// The newest N.
-    pub last: Option<u32>,
-    /// One per hour, for N hours.
-    pub hourly: Option<u32>,
-    /// One per day.
-    pub daily: Option<u32>,
-    /// One per ISO week.
-    pub weekly: Option<u32>,
-    /// One per month.
-    pub monthly: Option<u32>,
-    /// One per year.
-    pub yearly: Option<u32>,
-}
+/// Counts per period of the grandfather-father-son scheme (the configuration's
+/// `retention.gfs`); `None` keeps none by it.
+pub use hypernix_config::schema::backup::Gfs as GfsCounts;
 
 /// A retention policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,14 +56,7 @@ impl From<&hypernix_config::schema::backup::Retention> for Policy {
                     })
                     .collect(),
             },
-            RetentionMode::GrandfatherFatherSon => Policy::Gfs(GfsCounts {
-                last: r.gfs.last,
-                hourly: r.gfs.hourly,
-                daily: r.gfs.daily,
-                weekly: r.gfs.weekly,
-                monthly: r.gfs.monthly,
-                yearly: r.gfs.yearly,
-            }),
+            RetentionMode::GrandfatherFatherSon => Policy::Gfs(r.gfs),
         }
     }
 }

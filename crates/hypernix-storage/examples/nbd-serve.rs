@@ -7,25 +7,12 @@
 
 use std::sync::Arc;
 
+use hypernix_storage::Store;
 use hypernix_storage::nbd::NbdServer;
-use hypernix_storage::{Store, StoreConfig, TierMedium, TierSpec};
 
-fn config() -> StoreConfig {
-    let tier = |name: &str, level| TierSpec {
-        name: name.into(),
-        level,
-        medium: TierMedium::Directory(None),
-        capacity: 64 << 30,
-        promote: None,
-        demote: None,
-    };
-    StoreConfig {
-        granularity: 1 << 20,
-        tiers: vec![tier("fast", 0), tier("slow", 1)],
-        default_level: 1,
-        half_life: std::time::Duration::from_secs(3600),
-    }
-}
+#[path = "../tests/shared/two_tiers.rs"]
+mod two_tiers;
+use two_tiers::config;
 
 /// Moves every allocated extent of `vol` to the other tier, forever.
 fn churn(store: &Store) -> Result<(), hypernix_storage::StorageError> {

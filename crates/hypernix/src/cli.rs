@@ -79,6 +79,9 @@ pub enum Command {
         /// Bytes from the end to start with.
         #[arg(long, default_value_t = 65536)]
         tail: u64,
+        /// Print `{"unit", "log"}` as JSON (not with --follow).
+        #[arg(long, conflicts_with = "follow")]
+        json: bool,
     },
     /// Print the event log.
     Events {

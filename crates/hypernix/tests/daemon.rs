@@ -31,7 +31,7 @@ fn boot_ready_crash_restart_and_acpi_stop() {
     let f = d.config(
         "c.nix",
         &units_config(
-            r#"hypervisor.compute.units.a = { policies = [ "base" ]; network = [ { name = "eth0"; capability = "nat"; } ]; };
+            r#"hypervisor.compute.units.a = { policies = [ "base" ]; resources.compute.units = 150; network = [ { name = "eth0"; capability = "nat"; } ]; };
                hypervisor.compute.units.b = { policies = [ "base" ]; };"#,
         ),
     );
@@ -39,6 +39,13 @@ fn boot_ready_crash_restart_and_acpi_stop() {
     let a = d.wait_ready("a");
     d.wait_ready("b");
     assert_eq!(a["accel"], "tcg");
+    // 150 compute units: 2 vCPUs limited to 1.5 cores together (cgroup v1 on this host).
+    assert_eq!(a["vcpus"], 2);
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/cpu/hypernix/a");
+    let quota = std::fs::read_to_string(cgroup.join("cpu.cfs_quota_us")).unwrap();
+    assert_eq!(quota.trim(), "150000");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid(&a).to_string()), "{procs}");
     let logs = d.cli(&["logs", "a"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("HYPERNIX-READY"));
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypernix_storage::{Store, StoreConfig, TierMedium, TierSpec};
+use hypernix_storage::Store;
 
 /// Kill-and-restart rounds.
 const ROUNDS: u64 = 20;
@@ -16,23 +16,9 @@ const WRITES: u64 = 48;
 const BLOCK: u64 = 64 * 1024;
 const SIZE: u64 = ROUNDS * WRITES * BLOCK;
 
-/// The tiers of `examples/nbd-serve.rs`.
-fn config() -> StoreConfig {
-    let tier = |name: &str, level| TierSpec {
-        name: name.into(),
-        level,
-        medium: TierMedium::Directory(None),
-        capacity: 64 << 30,
-        promote: None,
-        demote: None,
-    };
-    StoreConfig {
-        granularity: 1 << 20,
-        tiers: vec![tier("fast", 0), tier("slow", 1)],
-        default_level: 1,
-        half_life: Duration::from_secs(3600),
-    }
-}
+#[path = "../shared/two_tiers.rs"]
+mod two_tiers;
+use two_tiers::config;
 
 /// The example server binary, built by `cargo test` next to the test binaries.
 fn server_binary() -> PathBuf {

@@ -293,8 +293,18 @@ pub fn unit(
 }
 
 /// `hypernix logs NAME`.
-pub fn logs(client: &Client, name: &str, follow: bool, tail: u64) -> anyhow::Result<ExitCode> {
+pub fn logs(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    tail: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut seen = client.console_log(name, tail)?;
+    if json {
+        output::json(&serde_json::json!({ "unit": name, "log": seen }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print!("{seen}");
     if !follow {
         return Ok(ExitCode::SUCCESS);

@@ -36,7 +36,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Units { out } => daemon::units(&client, out),
         Command::Unit { action, name, out } => daemon::unit(&client, action, &name, out),
         Command::Console { name } => console::console(&client, &name),
-        Command::Logs { name, follow, tail } => daemon::logs(&client, &name, follow, tail),
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            json,
+        } => daemon::logs(&client, &name, follow, tail, json),
         Command::Events { after, out } => daemon::events(&client, after, out),
         Command::Down { keep_units } => daemon::down(&client, keep_units),
         Command::Image(cmd) => daemon::image(cmd),

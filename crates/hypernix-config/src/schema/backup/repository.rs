@@ -247,7 +247,7 @@ pub struct RetentionRule {
 }
 
 /// `retention.gfs`: how many snapshots of each period are kept.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Gfs {
     /// The latest snapshots.
