@@ -8,5 +8,6 @@ pub mod client;
 pub mod schema;
 pub mod server;
 pub mod types;
+pub mod units;
 
 pub use schema::{HypernixSchema, Limits, build, sdl};

@@ -5,17 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_graphql::{Context, ErrorExtensions, Json, Object, Schema, Subscription};
+use async_graphql::{Context, ErrorExtensions, Json, MergedObject, MergedSubscription, Schema};
 use futures::{Stream, StreamExt};
 use hypernix_daemon::Daemon;
-use hypernix_daemon::daemon::UnitAction as DaemonAction;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
-use crate::types::{
-    ComputeUnit, ComputeUnitFilter, Event, EventFilter, Health, JobProgress, Plan, Policy, Tag,
-    UnitAction, UnitStateChange,
-};
+use crate::types::EventFilter;
+use crate::units::{UnitMutation, UnitQuery, UnitSubscription};
 
 /// The hypernix schema.
 pub type HypernixSchema = Schema<Query, Mutation, Subscription>;
@@ -55,11 +52,15 @@ impl Default for Limits {
 
 /// Builds the schema over a daemon (or without one, to print the SDL).
 pub fn build(daemon: Option<Arc<Daemon>>, limits: Limits) -> HypernixSchema {
-    let mut b = Schema::build(Query, Mutation, Subscription)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .data(MutationRate::new(limits.mutations_per_second))
-        .data(limits);
+    let mut b = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .data(MutationRate::new(limits.mutations_per_second))
+    .data(limits);
     if let Some(d) = daemon {
         b = b.data(d);
     }
@@ -71,12 +72,12 @@ pub fn sdl() -> String {
     build(None, Limits::default()).sdl()
 }
 
-fn daemon<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Daemon>> {
+pub(crate) fn daemon<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Daemon>> {
     ctx.data::<Arc<Daemon>>()
 }
 
 /// A daemon error as a GraphQL error with a machine-readable code.
-fn gql(e: DaemonError) -> async_graphql::Error {
+pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
     let code = match &e {
         DaemonError::Config(_) => "BAD_CONFIG",
         DaemonError::UnknownUnit(_) => "NOT_FOUND",
@@ -126,11 +127,11 @@ impl MutationRate {
     }
 }
 
-fn admit(ctx: &Context<'_>) -> async_graphql::Result<()> {
+pub(crate) fn admit(ctx: &Context<'_>) -> async_graphql::Result<()> {
     ctx.data::<MutationRate>()?.admit()
 }
 
-fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<String, Value>> {
+pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<String, Value>> {
     match v.0 {
         Value::Object(m) => Ok(m),
         other => Err(format!("{what}: expected an object, got {other}").into()),
@@ -138,252 +139,16 @@ fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<String, Value
 }
 
 /// Read-only queries.
-pub struct Query;
-
-#[Object]
-impl Query {
-    /// The daemon's version, pid and accelerator.
-    async fn health(&self, ctx: &Context<'_>) -> async_graphql::Result<Health> {
-        Ok(daemon(ctx)?.health().into())
-    }
-
-    /// Compute units, optionally filtered by labels, tag and state.
-    async fn compute_units(
-        &self,
-        ctx: &Context<'_>,
-        filter: Option<ComputeUnitFilter>,
-    ) -> async_graphql::Result<Vec<ComputeUnit>> {
-        let filter = filter.unwrap_or_default();
-        Ok(daemon(ctx)?
-            .units()
-            .into_iter()
-            .map(ComputeUnit::from)
-            .filter(|u| filter.matches(u))
-            .collect())
-    }
-
-    /// One compute unit.
-    async fn compute_unit(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-    ) -> async_graphql::Result<ComputeUnit> {
-        Ok(daemon(ctx)?.unit(&name).map_err(gql)?.into())
-    }
-
-    /// The end of a unit's console log.
-    async fn console_log(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-        #[graphql(default = 65536)] tail: u64,
-    ) -> async_graphql::Result<String> {
-        daemon(ctx)?.console_log(&name, tail).map_err(gql)
-    }
-
-    /// The tags of the applied configuration.
-    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
-        let config = daemon(ctx)?.applied_config().map_err(gql)?;
-        let tags = config
-            .hypervisor
-            .compute
-            .tags
-            .into_iter()
-            .map(|(name, t)| Tag {
-                name,
-                category: serde_json::to_value(t.category)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                priority: t.priority,
-                description: t.description,
-                values: Json(serde_json::to_value(t.values).unwrap_or_default()),
-            });
-        Ok(tags.collect())
-    }
-
-    /// The policies of the applied configuration.
-    async fn policies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Policy>> {
-        let config = daemon(ctx)?.applied_config().map_err(gql)?;
-        let policies = config
-            .hypervisor
-            .compute
-            .policies
-            .into_iter()
-            .map(|(name, p)| Policy {
-                name,
-                description: p.description,
-                tags: p.tags,
-                policies: p.policies,
-                defaults: Json(serde_json::to_value(p.defaults).unwrap_or_default()),
-            });
-        Ok(policies.collect())
-    }
-
-    /// The configuration applied last, as written (the `hypervisor` attribute set).
-    async fn config(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
-        Ok(Json(Value::Object(
-            daemon(ctx)?.applied_raw().map_err(gql)?,
-        )))
-    }
-
-    /// What applying `config` (a `hypervisor` attribute set) would change.
-    async fn plan(&self, ctx: &Context<'_>, config: Json<Value>) -> async_graphql::Result<Plan> {
-        let raw = object(config, "config")?;
-        Ok(daemon(ctx)?.plan(raw).map_err(gql)?.into())
-    }
-
-    /// The latest progress of every job whose events the log still holds, newest last.
-    async fn jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<JobProgress>> {
-        let events = daemon(ctx)?.events(None, 100_000).await.map_err(gql)?;
-        let mut latest: Vec<JobProgress> = Vec::new();
-        for p in events.iter().filter_map(JobProgress::from_event) {
-            latest.retain(|j| j.job != p.job);
-            latest.push(p);
-        }
-        Ok(latest)
-    }
-
-    /// Events after `after`, at most `limit`, optionally filtered.
-    async fn events(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<u64>,
-        #[graphql(default = 1000)] limit: usize,
-        filter: Option<EventFilter>,
-    ) -> async_graphql::Result<Vec<Event>> {
-        let filter = filter.unwrap_or_default();
-        let events = daemon(ctx)?
-            .events(after, limit.min(10_000))
-            .await
-            .map_err(gql)?;
-        Ok(events
-            .into_iter()
-            .filter(|e| filter.matches(e))
-            .map(Event::from)
-            .collect())
-    }
-}
+#[derive(MergedObject, Default)]
+pub struct Query(UnitQuery);
 
 /// Changes.
-pub struct Mutation;
+#[derive(MergedObject, Default)]
+pub struct Mutation(UnitMutation);
 
-#[Object]
-impl Mutation {
-    /// Applies a configuration (a `hypervisor` attribute set); answers the plan carried out.
-    async fn apply_config(
-        &self,
-        ctx: &Context<'_>,
-        config: Json<Value>,
-    ) -> async_graphql::Result<Plan> {
-        admit(ctx)?;
-        let raw = object(config, "config")?;
-        Ok(daemon(ctx)?.apply(raw).await.map_err(gql)?.into())
-    }
-
-    /// Adds a compute unit to the applied configuration and starts it.
-    async fn create_compute_unit(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-        settings: Json<Value>,
-    ) -> async_graphql::Result<Plan> {
-        let settings = object(settings, "settings")?;
-        edit_units(ctx, |units| match units.contains_key(&name) {
-            true => Err(format!("compute unit `{name}` exists; use updateComputeUnit").into()),
-            false => {
-                units.insert(name, Value::Object(settings));
-                Ok(())
-            }
-        })
-        .await
-    }
-
-    /// Replaces a compute unit's own settings; the plan says what restarts.
-    async fn update_compute_unit(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-        settings: Json<Value>,
-    ) -> async_graphql::Result<Plan> {
-        let settings = object(settings, "settings")?;
-        edit_units(ctx, |units| match units.get_mut(&name) {
-            Some(unit) => {
-                *unit = Value::Object(settings);
-                Ok(())
-            }
-            None => Err(gql(DaemonError::UnknownUnit(name))),
-        })
-        .await
-    }
-
-    /// Removes a compute unit from the applied configuration, stopping it.
-    async fn delete_compute_unit(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-    ) -> async_graphql::Result<Plan> {
-        edit_units(ctx, |units| match units.remove(&name) {
-            Some(_) => Ok(()),
-            None => Err(gql(DaemonError::UnknownUnit(name))),
-        })
-        .await
-    }
-
-    /// Starts, stops, restarts, pauses or resumes a compute unit.
-    async fn control_compute_unit(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-        action: UnitAction,
-    ) -> async_graphql::Result<ComputeUnit> {
-        admit(ctx)?;
-        let action = match action {
-            UnitAction::Start => DaemonAction::Start,
-            UnitAction::Stop => DaemonAction::Stop,
-            UnitAction::Restart => DaemonAction::Restart,
-            UnitAction::Pause => DaemonAction::Pause,
-            UnitAction::Resume => DaemonAction::Resume,
-        };
-        Ok(daemon(ctx)?.act(&name, action).await.map_err(gql)?.into())
-    }
-
-    /// Stops the daemon; with `stopUnits`, stops every unit first.
-    async fn shutdown(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = false)] stop_units: bool,
-    ) -> async_graphql::Result<bool> {
-        daemon(ctx)?.shutdown(stop_units).await.map_err(gql)?;
-        Ok(true)
-    }
-}
-
-/// Changes `compute.units` of the applied configuration with `edit`, then applies it.
-async fn edit_units(
-    ctx: &Context<'_>,
-    edit: impl FnOnce(&mut Map<String, Value>) -> async_graphql::Result<()>,
-) -> async_graphql::Result<Plan> {
-    admit(ctx)?;
-    let d = daemon(ctx)?;
-    let mut raw = d.applied_raw().map_err(gql)?;
-    edit(units_mut(&mut raw)?)?;
-    Ok(d.apply(raw).await.map_err(gql)?.into())
-}
-
-fn units_mut(raw: &mut Map<String, Value>) -> async_graphql::Result<&mut Map<String, Value>> {
-    let compute = raw
-        .entry("compute")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let units = compute
-        .as_object_mut()
-        .ok_or("the applied configuration's compute is not an attribute set")?
-        .entry("units")
-        .or_insert_with(|| Value::Object(Map::new()));
-    units
-        .as_object_mut()
-        .ok_or_else(|| "the applied configuration's compute.units is not an attribute set".into())
-}
+/// Live updates over WebSocket (graphql-transport-ws).
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(UnitSubscription);
 
 /// Counts the subscriptions open on one connection.
 #[derive(Default)]
@@ -416,7 +181,7 @@ fn take_slot(ctx: &Context<'_>) -> async_graphql::Result<Option<Slot>> {
 }
 
 /// The daemon's events after `after` (from now when `None`), then live, through `filter`.
-async fn event_stream(
+pub(crate) async fn event_stream(
     ctx: &Context<'_>,
     after: Option<u64>,
     filter: EventFilter,
@@ -439,102 +204,4 @@ async fn event_stream(
         };
         futures::future::ready(out)
     }))
-}
-
-/// Live updates over WebSocket (graphql-transport-ws).
-pub struct Subscription;
-
-#[Subscription]
-impl Subscription {
-    /// Events as they are published; with `after`, first every event after that id
-    /// (`after: 0` replays the whole log).
-    async fn events(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<u64>,
-        filter: Option<EventFilter>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
-        Ok(event_stream(ctx, after, filter.unwrap_or_default())
-            .await?
-            .map(|e| e.map(|e| Event::from(e.as_ref().clone()))))
-    }
-
-    /// Each state change of compute units (of `name` only, when given).
-    async fn compute_unit_state_changed(
-        &self,
-        ctx: &Context<'_>,
-        name: Option<String>,
-        after: Option<u64>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<UnitStateChange>>> {
-        let filter = EventFilter {
-            kinds: Some(vec!["unit.*".into()]),
-            subject: name.map(|n| format!("unit/{n}")),
-        };
-        let mut last: std::collections::HashMap<String, Value> = Default::default();
-        Ok(event_stream(ctx, after, filter)
-            .await?
-            .filter_map(move |e| {
-                let out = match e {
-                    Err(err) => Some(Err(err)),
-                    Ok(e) => {
-                        let unit = e.subject.trim_start_matches("unit/").to_string();
-                        let state = e.payload.get("state").cloned().unwrap_or(Value::Null);
-                        let changed = last.get(&unit) != Some(&state);
-                        last.insert(unit.clone(), state.clone());
-                        serde_json::from_value::<hypernix_daemon::model::UnitState>(state)
-                            .ok()
-                            .filter(|_| changed)
-                            .map(|s| {
-                                Ok(UnitStateChange {
-                                    event_id: e.id,
-                                    unit,
-                                    state: s.into(),
-                                    kind: e.kind.clone(),
-                                    time: e.time,
-                                })
-                            })
-                    }
-                };
-                futures::future::ready(out)
-            }))
-    }
-
-    /// The progress of jobs (of `job` only, when given).
-    async fn job_progress(
-        &self,
-        ctx: &Context<'_>,
-        job: Option<String>,
-        after: Option<u64>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<JobProgress>>> {
-        let filter = EventFilter {
-            kinds: Some(vec!["job.*".into()]),
-            subject: job.map(|j| format!("job/{j}")),
-        };
-        Ok(event_stream(ctx, after, filter).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                Ok(e) => JobProgress::from_event(&e).map(Ok),
-                Err(err) => Some(Err(err)),
-            })
-        }))
-    }
-
-    /// Each configuration change of compute units (of `name` only, when given).
-    async fn compute_unit_updated(
-        &self,
-        ctx: &Context<'_>,
-        name: Option<String>,
-        after: Option<u64>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
-        let filter = EventFilter {
-            kinds: Some(vec![
-                "unit.configured".into(),
-                "unit.ballooned".into(),
-                "unit.vcpus".into(),
-            ]),
-            subject: name.map(|n| format!("unit/{n}")),
-        };
-        Ok(event_stream(ctx, after, filter)
-            .await?
-            .map(|e| e.map(|e| Event::from(e.as_ref().clone()))))
-    }
 }
