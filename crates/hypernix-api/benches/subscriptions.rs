@@ -34,7 +34,7 @@ fn now_ns() -> u64 {
 }
 
 /// Starts a daemon on a temporary state directory and serves the API; returns its address.
-async fn serve(nats: Option<String>) -> (Arc<Daemon>, SocketAddr, tempfile::TempDir) {
+async fn serve(nats: Option<String>) -> (Arc<Daemon>, SocketAddr, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -53,12 +53,14 @@ async fn serve(nats: Option<String>) -> (Arc<Daemon>, SocketAddr, tempfile::Temp
     };
     let router = hypernix_api::server::router(daemon.clone(), limits, false);
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (daemon, addr, dir)
+    let token = std::fs::read_to_string(Layout::new(dir.path()).root_token()).unwrap();
+    (daemon, addr, dir, token)
 }
 
 /// One graphql-transport-ws subscriber; records latencies (ns) and counts deliveries.
 async fn subscriber(
     addr: SocketAddr,
+    token: String,
     filter: Value,
     latencies: Arc<Mutex<Vec<u64>>>,
     ready: Arc<AtomicU64>,
@@ -72,7 +74,7 @@ async fn subscriber(
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text(
-        json!({"type": "connection_init"}).to_string(),
+        json!({"type": "connection_init", "payload": {"token": token}}).to_string(),
     ))
     .await
     .unwrap();
@@ -128,7 +130,7 @@ async fn scenario(
     rate: u64,
     secs: u64,
 ) {
-    let (daemon, addr, _dir) = serve(nats).await;
+    let (daemon, addr, _dir, token) = serve(nats).await;
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let ready = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -140,6 +142,7 @@ async fn scenario(
         };
         tasks.push(tokio::spawn(subscriber(
             addr,
+            token.clone(),
             filter,
             latencies.clone(),
             ready.clone(),
@@ -224,7 +227,7 @@ async fn scenario(
 
 /// `computeUnits` queries per second over 1,000 units (units that fail at once: no VMs).
 async fn query_throughput() {
-    let (daemon, addr, _dir) = serve(None).await;
+    let (daemon, addr, _dir, token) = serve(None).await;
     let mut units = serde_json::Map::new();
     for i in 0..1000 {
         units.insert(
@@ -237,7 +240,7 @@ async fn query_throughput() {
         .apply(raw.as_object().unwrap().clone())
         .await
         .unwrap();
-    let client = reqwest_like(addr);
+    let client = reqwest_like(addr, token);
     let n = 200;
     let start = Instant::now();
     for _ in 0..n {
@@ -257,14 +260,16 @@ async fn query_throughput() {
 }
 
 /// A blocking GraphQL POST, run on the blocking pool.
-fn reqwest_like(addr: SocketAddr) -> impl Fn(&str) -> Value {
+fn reqwest_like(addr: SocketAddr, token: String) -> impl Fn(&str) -> Value {
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     move |query: &str| {
         let agent = agent.clone();
         let q = query.to_string();
+        let auth = format!("Bearer {token}");
         tokio::task::block_in_place(move || {
             agent
                 .post(&format!("http://{addr}/graphql"))
+                .header("Authorization", &auth)
                 .send_json(json!({"query": q}))
                 .unwrap()
                 .body_mut()

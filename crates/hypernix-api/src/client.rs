@@ -72,6 +72,16 @@ const UNIT_FIELDS: &str =
 pub struct Client {
     addr: String,
     agent: ureq::Agent,
+    token: Token,
+}
+
+/// Where the client's capability token comes from.
+#[derive(Debug, Clone)]
+enum Token {
+    None,
+    Given(String),
+    /// Read at each request (the daemon writes its root credential when it starts).
+    File(std::path::PathBuf),
 }
 
 impl Client {
@@ -86,6 +96,29 @@ impl Client {
         Client {
             addr: addr.into(),
             agent,
+            token: Token::None,
+        }
+    }
+
+    /// The same client, sending `token` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Token::Given(token.into());
+        self
+    }
+
+    /// The same client, sending the token in `path` (read at each request, if present).
+    pub fn with_token_file(mut self, path: impl Into<std::path::PathBuf>) -> Client {
+        self.token = Token::File(path.into());
+        self
+    }
+
+    fn token(&self) -> Option<String> {
+        match &self.token {
+            Token::None => None,
+            Token::Given(t) => Some(t.clone()),
+            Token::File(p) => std::fs::read_to_string(p)
+                .ok()
+                .map(|t| t.trim().to_string()),
         }
     }
 
@@ -105,9 +138,11 @@ impl Client {
             addr: self.addr.clone(),
             cause,
         };
-        let mut r = self
-            .agent
-            .post(&format!("http://{}/graphql", self.addr))
+        let mut post = self.agent.post(&format!("http://{}/graphql", self.addr));
+        if let Some(t) = self.token() {
+            post = post.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = post
             .send_json(json!({ "query": query, "variables": variables }))
             .map_err(|e| ClientError::Unreachable {
                 addr: self.addr.clone(),

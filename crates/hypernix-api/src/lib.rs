@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod caps;
 pub mod client;
 pub mod schema;
 pub mod server;

@@ -11,6 +11,7 @@ use hypernix_daemon::Daemon;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
+use crate::caps::CapsMutation;
 use crate::types::EventFilter;
 use crate::units::{UnitMutation, UnitQuery, UnitSubscription};
 
@@ -62,7 +63,7 @@ pub fn build(daemon: Option<Arc<Daemon>>, limits: Limits) -> HypernixSchema {
     .data(MutationRate::new(limits.mutations_per_second))
     .data(limits);
     if let Some(d) = daemon {
-        b = b.data(d);
+        b = b.data(d).extension(crate::auth::Guarded);
     }
     b.finish()
 }
@@ -144,7 +145,7 @@ pub struct Query(UnitQuery);
 
 /// Changes.
 #[derive(MergedObject, Default)]
-pub struct Mutation(UnitMutation);
+pub struct Mutation(UnitMutation, CapsMutation);
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]

@@ -11,11 +11,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hypernix_daemon::Daemon;
 
+use crate::auth::Credential;
 use crate::schema::{self, ConnectionSubscriptions, HypernixSchema, Limits};
 
 /// The API's routes over a daemon.
@@ -34,6 +36,7 @@ pub fn router(daemon: Arc<Daemon>, limits: Limits, graphiql: bool) -> Router {
 /// large or not a GraphQL request still gets an answer in GraphQL's shape.
 async fn query(
     State(schema): State<HypernixSchema>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -41,7 +44,11 @@ async fn query(
         Err(rejection) => return refuse(rejection.status(), rejection.body_text()),
     };
     match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(req) => axum::Json(schema.execute(req).await).into_response(),
+        Ok(req) => {
+            let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let req = req.data(Credential::from_header(token));
+            axum::Json(schema.execute(req).await).into_response()
+        }
         Err(e) => refuse(
             StatusCode::BAD_REQUEST,
             format!("not a GraphQL request: {e}"),
@@ -65,13 +72,28 @@ async fn subscribe(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(|_payload| async {
+                .on_connection_init(|payload| async move {
                     let mut data = Data::default();
                     data.insert(ConnectionSubscriptions::default());
+                    data.insert(init_credential(&payload));
                     Ok(data)
                 })
                 .serve()
         })
+}
+
+/// The token of a WebSocket connection: `{"token": "..."}` or
+/// `{"Authorization": "Bearer ..."}` in the connection_init payload.
+fn init_credential(payload: &serde_json::Value) -> Credential {
+    if let Some(t) = payload.get("token").and_then(|t| t.as_str()) {
+        return Credential::new(Some(t.to_string()));
+    }
+    Credential::from_header(
+        payload
+            .get("Authorization")
+            .or_else(|| payload.get("authorization"))
+            .and_then(|v| v.as_str()),
+    )
 }
 
 async fn graphiql_page() -> impl IntoResponse {

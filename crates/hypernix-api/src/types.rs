@@ -377,3 +377,12 @@ impl JobProgress {
         })
     }
 }
+
+impl ComputeUnit {
+    /// Whether the unit carries every label of a token's `scope`.
+    pub fn within(&self, scope: &std::collections::BTreeMap<String, String>) -> bool {
+        scope
+            .iter()
+            .all(|(k, v)| self.labels.iter().any(|l| &l.key == k && &l.value == v))
+    }
+}

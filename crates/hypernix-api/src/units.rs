@@ -6,6 +6,7 @@ use hypernix_daemon::daemon::UnitAction as DaemonAction;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
+use crate::auth::Credential;
 use crate::schema::{admit, daemon, event_stream, gql, object};
 use crate::types::{
     ComputeUnit, ComputeUnitFilter, Event, EventFilter, Health, JobProgress, Plan, Policy, Tag,
@@ -30,11 +31,16 @@ impl UnitQuery {
         filter: Option<ComputeUnitFilter>,
     ) -> async_graphql::Result<Vec<ComputeUnit>> {
         let filter = filter.unwrap_or_default();
+        let scope = ctx
+            .data_opt::<Credential>()
+            .and_then(Credential::decision)
+            .map(|d| d.scope)
+            .unwrap_or_default();
         Ok(daemon(ctx)?
             .units()
             .into_iter()
             .map(ComputeUnit::from)
-            .filter(|u| filter.matches(u))
+            .filter(|u| filter.matches(u) && u.within(&scope))
             .collect())
     }
 

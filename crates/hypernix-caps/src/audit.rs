@@ -209,13 +209,16 @@ impl Writer {
             let body = serde_json::to_string(&record).expect("a record serializes");
             self.seq += 1;
             let hash = chain(&self.prev, self.seq, &body);
-            push(&mut out, &Line {
-                seq: self.seq,
-                prev: std::mem::replace(&mut self.prev, hash.clone()),
-                hash,
-                record: Some(record),
-                checkpoint: None,
-            });
+            push(
+                &mut out,
+                &Line {
+                    seq: self.seq,
+                    prev: std::mem::replace(&mut self.prev, hash.clone()),
+                    hash,
+                    record: Some(record),
+                    checkpoint: None,
+                },
+            );
             self.since_checkpoint += 1;
             if self.since_checkpoint >= CHECKPOINT_EVERY {
                 self.checkpoint(&mut out);
@@ -235,16 +238,19 @@ impl Writer {
             .sign(self.prev.as_bytes())
             .map(|s| hex(s.to_bytes()))
             .unwrap_or_default();
-        push(out, &Line {
-            seq: self.seq,
-            prev: self.prev.clone(),
-            hash: self.prev.clone(),
-            record: None,
-            checkpoint: Some(Checkpoint {
-                key: self.key.0,
-                signature,
-            }),
-        });
+        push(
+            out,
+            &Line {
+                seq: self.seq,
+                prev: self.prev.clone(),
+                hash: self.prev.clone(),
+                record: None,
+                checkpoint: Some(Checkpoint {
+                    key: self.key.0,
+                    signature,
+                }),
+            },
+        );
         self.since_checkpoint = 0;
     }
 }
@@ -367,7 +373,9 @@ pub fn verify(path: &Path, keys: &KeyRing) -> Result<VerifyReport, CapsError> {
             continue;
         }
         let Some(record) = &line.record else {
-            report.problems.push(format!("line {n}: neither a record nor a checkpoint"));
+            report
+                .problems
+                .push(format!("line {n}: neither a record nor a checkpoint"));
             continue;
         };
         report.records += 1;
@@ -381,7 +389,10 @@ pub fn verify(path: &Path, keys: &KeyRing) -> Result<VerifyReport, CapsError> {
                     line.seq - 1
                 )
             } else {
-                format!("line {n}: record {} follows record {seq}: records were reordered", line.seq)
+                format!(
+                    "line {n}: record {} follows record {seq}: records were reordered",
+                    line.seq
+                )
             });
         } else if line.prev != prev {
             report.problems.push(format!(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use biscuit_auth::builder::{date, fact, int, string};
 use biscuit_auth::error::{FailedCheck, Logic, Token as TokenError};
-use biscuit_auth::{AuthorizerBuilder, Biscuit};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use hypernix_config::schema::security::Security;
@@ -105,7 +105,7 @@ struct Usage {
 /// Authorizes requests against the key ring and the configured time zones.
 pub struct Authorizer {
     keys: RwLock<KeyRing>,
-    zones: Vec<(String, Tz)>,
+    zones: RwLock<Vec<(String, Tz)>>,
     base: AuthorizerBuilder,
     revoked: RwLock<HashSet<String>>,
     usage: Mutex<HashMap<String, Usage>>,
@@ -115,19 +115,12 @@ pub struct Authorizer {
 impl Authorizer {
     /// An authorizer over `keys`, for the time zones `security`'s schedules use.
     pub fn new(keys: KeyRing, security: &Security) -> Result<Authorizer, CapsError> {
-        let mut zones: Vec<(String, Tz)> = vec![("UTC".into(), Tz::UTC)];
-        for p in security.principals.values() {
-            for g in &p.grants {
-                if let Some(s) = &g.temporal.schedule
-                    && !zones.iter().any(|z| z.0 == s.timezone)
-                {
-                    zones.push((s.timezone.clone(), schedule::zone(&s.timezone)?));
-                }
-            }
-        }
-        let mut base = AuthorizerBuilder::new();
+        let zones = RwLock::new(zones(security)?);
+        let mut base = AuthorizerBuilder::new().set_limits(limits());
         for p in POLICIES {
-            base = base.policy(*p).map_err(|e| CapsError::Token(e.to_string()))?;
+            base = base
+                .policy(*p)
+                .map_err(|e| CapsError::Token(e.to_string()))?;
         }
         Ok(Authorizer {
             keys: RwLock::new(keys),
@@ -137,6 +130,12 @@ impl Authorizer {
             usage: Mutex::default(),
             cache: Mutex::default(),
         })
+    }
+
+    /// Takes the time zones of a new security section.
+    pub fn configure(&self, security: &Security) -> Result<(), CapsError> {
+        *self.zones.write().expect("zones lock") = zones(security)?;
+        Ok(())
     }
 
     /// The key ring.
@@ -151,7 +150,10 @@ impl Authorizer {
 
     /// Refuses every token carrying revocation id `id` (hex) from now on.
     pub fn revoke(&self, id: &str) {
-        self.revoked.write().expect("revocation lock").insert(id.to_ascii_lowercase());
+        self.revoked
+            .write()
+            .expect("revocation lock")
+            .insert(id.to_ascii_lowercase());
     }
 
     /// Authorizes `request` made with `token` at `now`; allowed uses are counted.
@@ -160,6 +162,27 @@ impl Authorizer {
         token: Option<&str>,
         request: &Request,
         now: DateTime<Utc>,
+    ) -> Result<Decision, Denied> {
+        self.decide(token, request, now, true)
+    }
+
+    /// Whether `token` still authorizes `request` at `now` (for sessions already admitted);
+    /// nothing is counted.
+    pub fn recheck(
+        &self,
+        token: Option<&str>,
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, Denied> {
+        self.decide(token, request, now, false)
+    }
+
+    fn decide(
+        &self,
+        token: Option<&str>,
+        request: &Request,
+        now: DateTime<Utc>,
+        count: bool,
     ) -> Result<Decision, Denied> {
         let token = token.ok_or(Denial::Missing)?;
         let parsed = self.parse(token, now)?;
@@ -194,7 +217,9 @@ impl Authorizer {
                 }));
             }
         }
-        self.count(&parsed, now).map_err(who)?;
+        if count {
+            self.count(&parsed, now).map_err(who)?;
+        }
         Ok(self.decision(&parsed))
     }
 
@@ -255,10 +280,13 @@ impl Authorizer {
             })
             .and_then(|b| b.fact(fact("units", &[int(request.units as i64)])))
             .map_err(|e| Denial::Malformed(e.to_string()))?;
-        for (name, tz) in &self.zones {
+        for (name, tz) in self.zones.read().expect("zones lock").iter() {
             let (day, minute) = schedule::local_time(*tz, now);
             b = b
-                .fact(fact("local_time", &[string(name), string(day), int(minute)]))
+                .fact(fact(
+                    "local_time",
+                    &[string(name), string(day), int(minute)],
+                ))
                 .map_err(|e| Denial::Malformed(e.to_string()))?;
         }
         let mut a = b
@@ -315,6 +343,30 @@ impl Authorizer {
     }
 }
 
+/// Datalog limits: biscuit's default of 1 ms is shorter than a scheduling hiccup on a busy
+/// host, which would refuse good tokens; facts and iterations stay at the defaults.
+fn limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_time: std::time::Duration::from_millis(100),
+        ..AuthorizerLimits::default()
+    }
+}
+
+/// UTC and every time zone the schedules of `security` use.
+fn zones(security: &Security) -> Result<Vec<(String, Tz)>, CapsError> {
+    let mut zones: Vec<(String, Tz)> = vec![("UTC".into(), Tz::UTC)];
+    for p in security.principals.values() {
+        for g in &p.grants {
+            if let Some(s) = &g.temporal.schedule
+                && !zones.iter().any(|z| z.0 == s.timezone)
+            {
+                zones.push((s.timezone.clone(), schedule::zone(&s.timezone)?));
+            }
+        }
+    }
+    Ok(zones)
+}
+
 /// Names the reason of the first failed check, else the missing right.
 fn classify(checks: &[FailedCheck], request: &Request) -> Denial {
     let rule = checks.iter().find_map(|c| match c {
@@ -360,7 +412,10 @@ fn labels_text(l: &BTreeMap<String, String>) -> String {
 /// Reads the authority facts (trusted) and the scope labels of every block.
 fn read_facts(biscuit: Biscuit, key: u32) -> Result<Parsed, String> {
     let e = |e: TokenError| e.to_string();
-    let mut a = biscuit.authorizer().map_err(e)?;
+    let mut a = AuthorizerBuilder::new()
+        .set_limits(limits())
+        .build(&biscuit)
+        .map_err(e)?;
     let one = |a: &mut biscuit_auth::Authorizer, rule: &str| -> Result<Option<String>, String> {
         let v: Vec<(String,)> = a.query(rule).map_err(e)?;
         Ok(v.into_iter().next().map(|t| t.0))

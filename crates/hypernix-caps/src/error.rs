@@ -51,13 +51,17 @@ impl CapsError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// No token came with the request.
-    #[error("no capability token; pass one with --token, HYPERNIX_TOKEN or an Authorization: Bearer header")]
+    #[error(
+        "no capability token; pass one with --token, HYPERNIX_TOKEN or an Authorization: Bearer header"
+    )]
     Missing,
     /// The bytes are not a token, or its signature does not verify.
     #[error("token is malformed or its signature does not verify ({0}); ask for a new token")]
     Malformed(String),
     /// Signed by a root key this daemon does not know (or no longer accepts).
-    #[error("token is signed by root key {0}, which this daemon does not accept; ask for a new token")]
+    #[error(
+        "token is signed by root key {0}, which this daemon does not accept; ask for a new token"
+    )]
     UnknownKey(String),
     /// The token was revoked.
     #[error("token {0} has been revoked")]

@@ -200,7 +200,7 @@ fn write_ring(dir: &Path, ring: &RingFile) -> Result<(), CapsError> {
 }
 
 /// Writes `bytes` to `path` atomically, readable by the owner only.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CapsError> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CapsError> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
         .write(true)

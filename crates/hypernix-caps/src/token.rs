@@ -69,7 +69,9 @@ pub fn issue(
         [] => {
             return Err(CapsError::Config(format!(
                 "principal {principal:?} has no grant{}; add one under security.principals.{principal}.grants",
-                capability.map(|c| format!(" of capability {c:?}")).unwrap_or_default()
+                capability
+                    .map(|c| format!(" of capability {c:?}"))
+                    .unwrap_or_default()
             )));
         }
         _ => {
@@ -88,13 +90,18 @@ pub fn issue(
     let mut b = authority(principal, &grant.capability, &id, now)?;
     if grant.emergency.break_glass {
         // The grant is usable only to ask for emergency access, never directly.
-        b = b.fact(fact("break_glass", &[Term::Bool(true)])).map_err(tok)?;
+        b = b
+            .fact(fact("break_glass", &[Term::Bool(true)]))
+            .map_err(tok)?;
     } else {
         b = rights(b, cap)?;
     }
     b = scope(b, cap, grant)?;
     b = b
-        .fact(fact("usage_key", &[string(&format!("{principal}#{index}"))]))
+        .fact(fact(
+            "usage_key",
+            &[string(&format!("{principal}#{index}"))],
+        ))
         .map_err(tok)?;
     b = temporal(b, grant)?;
     sign(keys, b, principal, id)
@@ -111,20 +118,32 @@ pub fn emergency(
     now: DateTime<Utc>,
 ) -> Result<Issued, CapsError> {
     let cap = security.capabilities.get(capability).ok_or_else(|| {
-        CapsError::Config(format!("no capability {capability:?} in security.capabilities"))
+        CapsError::Config(format!(
+            "no capability {capability:?} in security.capabilities"
+        ))
     })?;
     let grant = security
         .principals
         .get(principal)
         .and_then(|p| p.grants.iter().find(|g| g.capability == capability))
-        .ok_or_else(|| CapsError::Config(format!("principal {principal:?} has no grant of {capability:?}")))?;
+        .ok_or_else(|| {
+            CapsError::Config(format!(
+                "principal {principal:?} has no grant of {capability:?}"
+            ))
+        })?;
     let id = new_id();
     let mut b = authority(principal, capability, &id, now)?;
     b = rights(b, cap)?;
     b = scope(b, cap, grant)?;
     b = b.fact(fact("emergency", &[string(reason)])).map_err(tok)?;
     b = b
-        .check(format!("check if time($t), $t < {}", date(&sys(now + BREAK_GLASS_TTL))).as_str())
+        .check(
+            format!(
+                "check if time($t), $t < {}",
+                date(&sys(now + BREAK_GLASS_TTL))
+            )
+            .as_str(),
+        )
         .map_err(tok)?;
     sign(keys, b, principal, id)
 }
@@ -184,7 +203,9 @@ fn rights(mut b: BlockBuilder, cap: &Capability) -> Result<BlockBuilder, CapsErr
         }
     }
     for op in &cap.operations {
-        b = b.fact(fact("operation_allowed", &[string(op)])).map_err(tok)?;
+        b = b
+            .fact(fact("operation_allowed", &[string(op)]))
+            .map_err(tok)?;
     }
     if let Some(max) = r.compute.limits.max_units {
         b = b
@@ -208,7 +229,9 @@ fn scope(mut b: BlockBuilder, cap: &Capability, grant: &Grant) -> Result<BlockBu
         .chain(grant.scope.iter())
         .flat_map(|s| s.labels.iter());
     for (k, v) in labels {
-        b = b.fact(fact("scope", &[string(k), string(v)])).map_err(tok)?;
+        b = b
+            .fact(fact("scope", &[string(k), string(v)]))
+            .map_err(tok)?;
     }
     Ok(b)
 }
@@ -229,19 +252,23 @@ fn temporal(mut b: BlockBuilder, grant: &Grant) -> Result<BlockBuilder, CapsErro
     }
     if let Some(d) = t.validity.duration {
         b = b
-            .fact(fact("valid_after_first_use", &[int(d.std().as_secs() as i64)]))
+            .fact(fact(
+                "valid_after_first_use",
+                &[int(d.std().as_secs() as i64)],
+            ))
             .map_err(tok)?;
     }
     if let Some(max) = t.usage.max_uses {
-        b = b
-            .fact(fact("max_uses", &[int(max as i64)]))
-            .map_err(tok)?;
+        b = b.fact(fact("max_uses", &[int(max as i64)])).map_err(tok)?;
     }
     if let Some(rate) = &t.usage.rate_limit {
         b = b
             .fact(fact(
                 "rate_limit",
-                &[int(rate.requests as i64), int(rate.window.std().as_millis() as i64)],
+                &[
+                    int(rate.requests as i64),
+                    int(rate.window.std().as_millis() as i64),
+                ],
             ))
             .map_err(tok)?;
     }
@@ -289,13 +316,20 @@ pub fn attenuate(token: &str, with: &Attenuation) -> Result<String, CapsError> {
     let t = UnverifiedBiscuit::from_base64(token.trim()).map_err(tok)?;
     let mut b = BlockBuilder::new();
     if !with.operations.is_empty() {
-        let ops = Term::Set(with.operations.iter().map(|o| string(o)).collect::<BTreeSet<_>>());
+        let ops = Term::Set(
+            with.operations
+                .iter()
+                .map(|o| string(o))
+                .collect::<BTreeSet<_>>(),
+        );
         b = b
             .check(format!("check if operation($o), {ops}.contains($o)").as_str())
             .map_err(tok)?;
     }
     for (k, v) in &with.labels {
-        b = b.fact(fact("scope", &[string(k), string(v)])).map_err(tok)?;
+        b = b
+            .fact(fact("scope", &[string(k), string(v)]))
+            .map_err(tok)?;
     }
     if let Some(e) = with.expires {
         b = b

@@ -1,8 +1,8 @@
 //! The audit chain: intact logs verify; a modified, removed or reordered record is found
 //! and named; a rewritten chain no longer matches its signed checkpoints.
 
-use hypernix_caps::audit::{self, AuditLog, AuditRecord};
 use hypernix_caps::KeyRing;
+use hypernix_caps::audit::{self, AuditLog, AuditRecord};
 
 fn record(i: usize) -> AuditRecord {
     AuditRecord {
@@ -31,7 +31,11 @@ fn log(n: usize) -> (tempfile::TempDir, std::path::PathBuf, KeyRing) {
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().map(String::from).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn write(path: &std::path::Path, lines: &[String]) {
@@ -44,7 +48,10 @@ fn an_intact_log_verifies_and_reopening_continues_the_chain() {
     let r = audit::verify(&path, &keys).unwrap();
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.records, 2500);
-    assert_eq!(r.checkpoints, 3, "two periodic checkpoints and one at close");
+    assert_eq!(
+        r.checkpoints, 3,
+        "two periodic checkpoints and one at close"
+    );
     {
         let log = AuditLog::open(&path, &keys).unwrap();
         log.append(record(7));
@@ -63,7 +70,13 @@ fn a_modified_record_is_named() {
     l[4] = l[4].replace("user4", "mallory");
     write(&path, &l);
     let r = audit::verify(&path, &keys).unwrap();
-    assert!(r.problems.iter().any(|p| p.contains("record 5 was modified")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("record 5 was modified")),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]
@@ -74,7 +87,9 @@ fn a_removed_record_is_named() {
     write(&path, &l);
     let r = audit::verify(&path, &keys).unwrap();
     assert!(
-        r.problems.iter().any(|p| p.contains("records 10..10 were removed")),
+        r.problems
+            .iter()
+            .any(|p| p.contains("records 10..10 were removed")),
         "{:?}",
         r.problems
     );
@@ -87,7 +102,13 @@ fn reordered_records_are_found() {
     l.swap(3, 4);
     write(&path, &l);
     let r = audit::verify(&path, &keys).unwrap();
-    assert!(r.problems.iter().any(|p| p.contains("reordered") || p.contains("removed")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("reordered") || p.contains("removed")),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]
@@ -116,9 +137,16 @@ fn a_rewritten_chain_fails_its_signed_checkpoint() {
             prev = hash;
         }
     }
-    write(&path, &kept.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+    write(
+        &path,
+        &kept.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+    );
     let r = audit::verify(&path, &keys).unwrap();
-    assert!(r.problems.iter().any(|p| p.contains("checkpoint")), "{:?}", r.problems);
+    assert!(
+        r.problems.iter().any(|p| p.contains("checkpoint")),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]
@@ -130,5 +158,9 @@ fn garbage_lines_are_reported_not_panicked_on() {
     write(&path, &l);
     let r = audit::verify(&path, &keys).unwrap();
     assert!(!r.ok());
-    assert!(r.problems.iter().any(|p| p.contains(":3:")), "{:?}", r.problems);
+    assert!(
+        r.problems.iter().any(|p| p.contains(":3:")),
+        "{:?}",
+        r.problems
+    );
 }

@@ -55,7 +55,9 @@ fn setup() -> (tempfile::TempDir, Authorizer, KeyRing) {
 }
 
 fn issue(keys: &KeyRing, who: &str) -> String {
-    token::issue(keys, &security(), who, None, now()).unwrap().token
+    token::issue(keys, &security(), who, None, now())
+        .unwrap()
+        .token
 }
 
 fn front() -> BTreeMap<String, String> {
@@ -78,23 +80,34 @@ fn denial(auth: &Authorizer, token: &str, req: &Request, when: DateTime<Utc>) ->
 fn a_grant_allows_its_rights_and_nothing_else() {
     let (_d, auth, keys) = setup();
     let t = issue(&keys, "alice");
-    let d = auth.authorize(Some(&t), &start("web", front()), now()).unwrap();
+    let d = auth
+        .authorize(Some(&t), &start("web", front()), now())
+        .unwrap();
     assert_eq!(d.principal, "alice");
     assert_eq!(d.capability, "web-operator");
     let create = Request::new("unit.create", Access::new("compute", "create"));
-    assert!(matches!(denial(&auth, &t, &create, now()), Denial::NotAllowed(_)));
+    assert!(matches!(
+        denial(&auth, &t, &create, now()),
+        Denial::NotAllowed(_)
+    ));
     // Any compute right lets the holder read compute state.
     let read = Request::new("unit.list", Access::new("compute", "read"));
     assert!(auth.authorize(Some(&t), &read, now()).is_ok());
     let storage = Request::new("volume.list", Access::new("storage", "read"));
-    assert!(matches!(denial(&auth, &t, &storage, now()), Denial::NotAllowed(_)));
+    assert!(matches!(
+        denial(&auth, &t, &storage, now()),
+        Denial::NotAllowed(_)
+    ));
 }
 
 #[test]
 fn no_token_garbage_and_truncated_tokens_are_denied() {
     let (_d, auth, keys) = setup();
     let req = start("web", front());
-    assert_eq!(auth.authorize(None, &req, now()).unwrap_err().reason, Denial::Missing);
+    assert_eq!(
+        auth.authorize(None, &req, now()).unwrap_err().reason,
+        Denial::Missing
+    );
     for bad in ["", "garbage", "!!!!", "En0KEwoEd2Vi", "\u{0}\u{1}"] {
         assert!(
             matches!(denial(&auth, bad, &req, now()), Denial::Malformed(_)),
@@ -103,7 +116,10 @@ fn no_token_garbage_and_truncated_tokens_are_denied() {
     }
     let t = issue(&keys, "alice");
     let truncated = &t[..t.len() / 2];
-    assert!(matches!(denial(&auth, truncated, &req, now()), Denial::Malformed(_)));
+    assert!(matches!(
+        denial(&auth, truncated, &req, now()),
+        Denial::Malformed(_)
+    ));
 }
 
 #[test]
@@ -140,8 +156,14 @@ fn validity_window_expired_and_not_yet_valid() {
     let t = issue(&keys, "carol");
     let req = Request::new("unit.create", Access::new("compute", "create"));
     assert!(auth.authorize(Some(&t), &req, now()).is_ok());
-    assert_eq!(denial(&auth, &t, &req, at("2027-01-02T00:00:00Z")), Denial::Expired);
-    assert_eq!(denial(&auth, &t, &req, at("2025-12-30T00:00:00Z")), Denial::NotYetValid);
+    assert_eq!(
+        denial(&auth, &t, &req, at("2027-01-02T00:00:00Z")),
+        Denial::Expired
+    );
+    assert_eq!(
+        denial(&auth, &t, &req, at("2025-12-30T00:00:00Z")),
+        Denial::NotYetValid
+    );
 }
 
 #[test]
@@ -153,14 +175,23 @@ fn schedule_windows_follow_the_time_zone_across_daylight_saving() {
     // moved to summer time on 2026-03-29 at 01:00 UTC.
     let before = Utc.with_ymd_and_hms(2026, 3, 28, 7, 30, 0).unwrap();
     let after = Utc.with_ymd_and_hms(2026, 3, 30, 7, 30, 0).unwrap();
-    assert!(matches!(denial(&auth, &t, &req, before), Denial::OutsideSchedule(_)));
+    assert!(matches!(
+        denial(&auth, &t, &req, before),
+        Denial::OutsideSchedule(_)
+    ));
     assert!(auth.authorize(Some(&t), &req, after).is_ok());
     // 16:30 UTC is 17:30 local in winter (closed) and 18:30 in summer (closed).
     let evening = Utc.with_ymd_and_hms(2026, 3, 30, 16, 30, 0).unwrap();
-    assert!(matches!(denial(&auth, &t, &req, evening), Denial::OutsideSchedule(_)));
+    assert!(matches!(
+        denial(&auth, &t, &req, evening),
+        Denial::OutsideSchedule(_)
+    ));
     // The night of the change: 00:30 UTC on 2026-03-29 is 01:30 CET, closed.
     let night = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap();
-    assert!(matches!(denial(&auth, &t, &req, night), Denial::OutsideSchedule(_)));
+    assert!(matches!(
+        denial(&auth, &t, &req, night),
+        Denial::OutsideSchedule(_)
+    ));
 }
 
 #[test]
@@ -185,12 +216,19 @@ fn delegation_narrows_and_is_bounded() {
     let t3 = token::attenuate(&t2, &Attenuation::default()).unwrap();
     assert!(matches!(
         denial(&auth, &t3, &console, now()),
-        Denial::DelegationDepth { depth: 3, max: 2, .. }
+        Denial::DelegationDepth {
+            depth: 3,
+            max: 2,
+            ..
+        }
     ));
     // bob's viewer capability may not be delegated at all.
     let b = token::attenuate(&issue(&keys, "bob"), &Attenuation::default()).unwrap();
     let read = Request::new("volume.list", Access::new("storage", "read"));
-    assert!(matches!(denial(&auth, &b, &read, now()), Denial::DelegationNotAllowed(_)));
+    assert!(matches!(
+        denial(&auth, &b, &read, now()),
+        Denial::DelegationNotAllowed(_)
+    ));
     // An attenuated expiry applies.
     let short = token::attenuate(
         &t,
@@ -212,13 +250,19 @@ fn label_scope_and_max_units() {
     let (_d, auth, keys) = setup();
     let t = issue(&keys, "alice");
     let back = BTreeMap::from([("tier".to_string(), "backend".to_string())]);
-    assert!(matches!(denial(&auth, &t, &start("db", back), now()), Denial::Scope { .. }));
+    assert!(matches!(
+        denial(&auth, &t, &start("db", back), now()),
+        Denial::Scope { .. }
+    ));
     assert!(matches!(
         denial(&auth, &t, &start("db", BTreeMap::new()), now()),
         Denial::Scope { .. }
     ));
     let many = start("web", front()).units(3);
-    assert_eq!(denial(&auth, &t, &many, now()), Denial::MaxUnits { units: 3 });
+    assert_eq!(
+        denial(&auth, &t, &many, now()),
+        Denial::MaxUnits { units: 3 }
+    );
     // Attenuating with a label narrows the scope further.
     let narrow = token::attenuate(
         &t,
@@ -234,7 +278,10 @@ fn label_scope_and_max_units() {
     ));
     let mut both = front();
     both.insert("env".into(), "prod".into());
-    assert!(auth.authorize(Some(&narrow), &start("web", both), now()).is_ok());
+    assert!(
+        auth.authorize(Some(&narrow), &start("web", both), now())
+            .is_ok()
+    );
 }
 
 #[test]
@@ -242,7 +289,10 @@ fn revoked_tokens_and_their_attenuations_are_denied() {
     let (_d, auth, keys) = setup();
     let issued = token::issue(&keys, &security(), "alice", None, now()).unwrap();
     let child = token::attenuate(&issued.token, &Attenuation::default()).unwrap();
-    assert!(auth.authorize(Some(&child), &start("web", front()), now()).is_ok());
+    assert!(
+        auth.authorize(Some(&child), &start("web", front()), now())
+            .is_ok()
+    );
     auth.revoke(&issued.revocation_ids[0]);
     for t in [&issued.token, &child] {
         assert!(matches!(
@@ -267,11 +317,21 @@ fn break_glass_grants_only_ask_for_emergency_access() {
     let (_d, auth, keys) = setup();
     let t = issue(&keys, "oncall");
     let create = Request::new("unit.create", Access::new("compute", "create"));
-    assert!(matches!(denial(&auth, &t, &create, now()), Denial::NotAllowed(_)));
+    assert!(matches!(
+        denial(&auth, &t, &create, now()),
+        Denial::NotAllowed(_)
+    ));
     let ask = Request::new("caps.breakGlass", Access::new("emergency", "request"));
     let d = auth.authorize(Some(&t), &ask, now()).unwrap();
-    let e = token::emergency(&keys, &security(), &d.principal, &d.capability, "db down", now())
-        .unwrap();
+    let e = token::emergency(
+        &keys,
+        &security(),
+        &d.principal,
+        &d.capability,
+        "db down",
+        now(),
+    )
+    .unwrap();
     let d = auth.authorize(Some(&e.token), &create, now()).unwrap();
     assert_eq!(d.emergency.as_deref(), Some("db down"));
     let later = now() + token::BREAK_GLASS_TTL + chrono::Duration::seconds(1);
@@ -288,7 +348,9 @@ fn rotated_keys_keep_old_tokens_for_the_grace_period() {
     let read = Request::new("volume.list", Access::new("storage", "read"));
     let real_now = Utc::now();
     assert!(auth.authorize(Some(&old), &read, real_now).is_ok());
-    let new = token::issue(&ring, &security(), "bob", None, real_now).unwrap().token;
+    let new = token::issue(&ring, &security(), "bob", None, real_now)
+        .unwrap()
+        .token;
     assert!(auth.authorize(Some(&new), &read, real_now).is_ok());
     let after_grace = real_now + chrono::Duration::hours(2);
     assert!(matches!(

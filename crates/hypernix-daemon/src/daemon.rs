@@ -25,6 +25,7 @@ use crate::build;
 use crate::error::DaemonError;
 use crate::layout::Layout;
 use crate::model::{Desired, Observed, Power, UnitStatus};
+use crate::security::Guard;
 use crate::unit::{Command, UnitHandle};
 use hypernix_vmm::TestGuest;
 
@@ -160,6 +161,7 @@ pub struct Daemon {
     listen: SocketAddr,
     accel_reason: String,
     apply_lock: tokio::sync::Mutex<()>,
+    guard: Guard,
     shutdown: watch::Sender<bool>,
     /// Numbers jobs (applies) within this daemon's life.
     jobs: std::sync::atomic::AtomicU64,
@@ -177,12 +179,19 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(layout.root())?;
         let store = Arc::new(RedbStore::open(layout.store())?);
-        let events = match store.get(Table::Meta, CONFIG_KEY)? {
-            Some(Value::Object(raw)) => Config::from_raw(raw, vec![])
-                .map(|c| c.hypervisor.events)
-                .unwrap_or_default(),
-            _ => Default::default(),
+        let applied = match store.get(Table::Meta, CONFIG_KEY)? {
+            Some(Value::Object(raw)) => Config::from_raw(raw, vec![]).ok(),
+            _ => None,
         };
+        let events = applied
+            .as_ref()
+            .map(|c| c.hypervisor.events.clone())
+            .unwrap_or_default();
+        let guard = Guard::open(
+            &layout,
+            store.clone(),
+            &applied.map(|c| c.hypervisor.security).unwrap_or_default(),
+        )?;
         let bus: Arc<dyn EventBus> = match (nats_url, events.bus) {
             (None, Bus::Embedded) => Arc::new(EmbeddedBus::new(store.clone())),
             (url, _) => {
@@ -228,9 +237,15 @@ impl Daemon {
             listen,
             accel_reason,
             apply_lock: tokio::sync::Mutex::new(()),
+            guard,
             shutdown,
             jobs: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// The authorizer and audit log every request passes.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// Resolves when the daemon has been asked to stop.
@@ -318,6 +333,11 @@ impl Daemon {
     pub async fn apply(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
         let _one_at_a_time = self.apply_lock.lock().await;
         let new = Self::resolve(raw.clone())?;
+        if let Ok(config) = Config::from_raw(raw.clone(), vec![]) {
+            self.guard
+                .configure(&config.hypervisor.security)
+                .map_err(|e| DaemonError::Config(vec![format!("security: {e}")]))?;
+        }
         let old = self.applied().unwrap_or_default();
         let plan = plan(&old, &new);
         let actions: BTreeMap<&str, Action> = plan

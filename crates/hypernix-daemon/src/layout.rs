@@ -6,6 +6,8 @@
 //! STATE/units/NAME/         a unit's run directory (QMP, console, pidfile; see hypernix-vmm)
 //! STATE/disks/NAME/DISK.raw a unit's disks (sparse)
 //! STATE/images/test-guest/  the built-in test guest (kernel and initramfs)
+//! STATE/caps/               root keys (0600), the root credential `root.token` (0600)
+//! STATE/audit.log           the hash-chained audit log
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -69,6 +71,21 @@ impl Layout {
     /// A unit's disk directory.
     pub fn disks(&self, unit: &str) -> PathBuf {
         self.root.join("disks").join(unit)
+    }
+
+    /// The root keys and the root credential.
+    pub fn caps(&self) -> PathBuf {
+        self.root.join("caps")
+    }
+
+    /// The root credential: a token with every right, readable by the owner only.
+    pub fn root_token(&self) -> PathBuf {
+        self.caps().join("root.token")
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit.log")
     }
 
     /// The image cache.

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod error;
 pub mod layout;
 pub mod model;
+pub mod security;
 mod unit;
 
 pub use daemon::{Daemon, Health};

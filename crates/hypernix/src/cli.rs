@@ -12,6 +12,10 @@ pub struct Cli {
     /// given to `up`/`apply`, else 127.0.0.1:7878.
     #[arg(long, global = true, env = "HYPERNIX_API")]
     pub api: Option<String>,
+    /// The capability token to send (default: the root credential of the local state
+    /// directory, when readable).
+    #[arg(long, global = true, env = "HYPERNIX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,6 +31,12 @@ pub enum Command {
     /// Deduplicating, encrypted, incremental-forever backups.
     #[command(subcommand)]
     Backup(crate::commands::backup::BackupCommand),
+    /// Capability tokens: issue, attenuate, inspect, revoke, break-glass.
+    #[command(subcommand)]
+    Caps(crate::commands::caps::CapsCommand),
+    /// The audit log: show, verify.
+    #[command(subcommand)]
+    Audit(crate::commands::caps::AuditCommand),
     /// Run the daemon.
     Serve(ServeArgs),
     /// Start (or reach) the daemon, apply FILE, wait for the units, print their status.

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hypernix_api::client::Client;
 use kit::{TestDaemon, heavy, wait_until};
 use serde_json::{Value, json};
 
@@ -27,12 +26,13 @@ fn node_client() -> std::path::PathBuf {
 fn graphql_ws_client_sees_state_changes_in_order() {
     let _g = heavy();
     let d = TestDaemon::start();
-    let client = Client::new(d.api.clone());
+    let client = d.client();
     let last: Vec<Value> = client.events(None).unwrap();
     let after = last.last().map(|e| e["id"].as_u64().unwrap()).unwrap_or(0);
 
     let (mut node, lines) = node_subscribe(
         &d.api,
+        &d.token(),
         "subscription($a: Int) { computeUnitStateChanged(name: \"web\", after: $a) { unit state eventId } }",
         json!({ "a": after }),
     );
@@ -121,6 +121,7 @@ fn graphql_ws_client_sees_state_changes_in_order() {
 fn malformed_and_oversized_requests_get_graphql_errors() {
     let d = TestDaemon::start();
     let url = format!("http://{}/graphql", d.api);
+    let token = d.token();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -130,6 +131,7 @@ fn malformed_and_oversized_requests_get_graphql_errors() {
         let mut r = agent
             .post(&url)
             .header("content-type", "application/json")
+            .header("authorization", &format!("Bearer {token}"))
             .send(body)
             .ok()?;
         let status = r.status().as_u16();
@@ -160,12 +162,13 @@ fn malformed_and_oversized_requests_get_graphql_errors() {
         }
     }
     // The daemon still answers.
-    assert!(Client::new(d.api.clone()).units().is_ok());
+    assert!(d.client().units().is_ok());
 }
 
 /// Starts the graphql-ws client on `query`; returns its output lines as they arrive.
 fn node_subscribe(
     api: &str,
+    token: &str,
     query: &str,
     variables: Value,
 ) -> (
@@ -177,6 +180,7 @@ fn node_subscribe(
         .arg(format!("ws://{api}/graphql"))
         .arg(query)
         .arg(variables.to_string())
+        .env("HYPERNIX_TOKEN", token)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -201,7 +205,7 @@ fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
     let a = TestDaemon::start_with(&["--nats", &nats.url]);
     let b = TestDaemon::start_with(&["--nats", &nats.url]);
     let query = "subscription($a: Int) { events(after: $a, filter: { kinds: [\"unit.started\"] }) { id subject } }";
-    let (mut node, lines) = node_subscribe(&b.api, query, json!({ "a": 0 }));
+    let (mut node, lines) = node_subscribe(&b.api, &b.token(), query, json!({ "a": 0 }));
 
     let f = a.config(
         "c.nix",
@@ -234,7 +238,7 @@ fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
     a.wait_unit("y", Duration::from_secs(30), "started", |u| {
         u["pid"].is_u64()
     });
-    let (mut node, lines) = node_subscribe(&b.api, query, json!({ "a": first_id }));
+    let (mut node, lines) = node_subscribe(&b.api, &b.token(), query, json!({ "a": first_id }));
     let subjects = wait_until(Duration::from_secs(30), "the missed events", || {
         let seen: Vec<String> = lines
             .lock()

@@ -75,13 +75,21 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Loads configuration files into the raw `hypervisor` set, printing every error.
 /// Loads configuration files into the raw `hypervisor` set and a client for the daemon:
 /// at `--api` if given, else at the configuration's `api.listen`.
-fn load(api: Option<&str>, files: &[PathBuf]) -> anyhow::Result<(Client, Map<String, Value>)> {
+fn load(
+    api: Option<&str>,
+    token: Option<&str>,
+    state_dir: &Option<PathBuf>,
+    files: &[PathBuf],
+) -> anyhow::Result<(Client, Map<String, Value>)> {
     match super::config::load(files) {
         Ok(l) => {
             let addr = api
                 .map(str::to_string)
                 .unwrap_or(l.config.hypervisor.api.listen);
-            Ok((Client::new(addr), l.config.raw))
+            Ok((
+                super::authed(Client::new(addr), token, state_dir),
+                l.config.raw,
+            ))
         }
         Err(errors) => bail!(
             "the configuration is invalid:\n  - {}",
@@ -92,8 +100,10 @@ fn load(api: Option<&str>, files: &[PathBuf]) -> anyhow::Result<(Client, Map<Str
 
 /// Reaches the daemon at `api`, starting one in the background if none answers.
 fn ensure_daemon(client: &Client, daemon: &DaemonArgs) -> anyhow::Result<()> {
-    if client.health().is_ok() {
-        return Ok(());
+    match client.health() {
+        // A daemon answered (a refusal of the token is reported by the next request).
+        Ok(_) | Err(hypernix_api::client::ClientError::Refused(_)) => return Ok(()),
+        Err(_) => {}
     }
     let layout = layout(&daemon.state_dir);
     std::fs::create_dir_all(layout.root()).with_context(|| {
@@ -152,12 +162,13 @@ fn ensure_daemon(client: &Client, daemon: &DaemonArgs) -> anyhow::Result<()> {
 /// `hypernix up`.
 pub fn up(
     api: Option<&str>,
+    token: Option<&str>,
     files: &[PathBuf],
     daemon: DaemonArgs,
     timeout: u64,
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
-    let (client, raw) = load(api, files)?;
+    let (client, raw) = load(api, token, &daemon.state_dir, files)?;
     let client = &client;
     ensure_daemon(client, &daemon)?;
     let plan = client.apply(&raw)?;
@@ -206,8 +217,13 @@ fn boots_test_guest(raw: &Map<String, Value>, unit: &str) -> bool {
 }
 
 /// `hypernix apply`.
-pub fn apply(api: Option<&str>, files: &[PathBuf], out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let (client, raw) = load(api, files)?;
+pub fn apply(
+    api: Option<&str>,
+    token: Option<&str>,
+    files: &[PathBuf],
+    out: OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    let (client, raw) = load(api, token, &None, files)?;
     let plan = client.apply(&raw)?;
     if out.json {
         output::json(&plan)?;

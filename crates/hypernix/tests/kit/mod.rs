@@ -122,11 +122,27 @@ impl TestDaemon {
         }
     }
 
-    /// Runs the CLI against this daemon.
+    /// The daemon's root credential.
+    pub fn token(&self) -> String {
+        let path = self.state().join("caps/root.token");
+        wait_until(Duration::from_secs(30), "the root credential", || {
+            std::fs::read_to_string(&path).ok()
+        })
+        .trim()
+        .to_string()
+    }
+
+    /// An API client with the root credential.
+    pub fn client(&self) -> hypernix_api::client::Client {
+        hypernix_api::client::Client::new(self.api.clone()).with_token(self.token())
+    }
+
+    /// Runs the CLI against this daemon, with its root credential.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())
             .arg("--api")
             .arg(&self.api)
+            .env("HYPERNIX_TOKEN", self.token())
             .args(args)
             .output()
             .unwrap()

@@ -1,0 +1,186 @@
+//! The daemon's guard: the authorizer over its key ring, the audit log every decision goes
+//! to, revocations kept in the state store, token issuance and break-glass access.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use hypernix_caps::authorize::Denied;
+use hypernix_caps::token::{self, Issued};
+use hypernix_caps::{AuditLog, AuditRecord, Authorizer, CapsError, Decision, KeyRing, Request};
+use hypernix_config::schema::security::Security;
+use hypernix_state::{Op, RedbStore, StateStore, Table};
+use serde_json::Value;
+
+use crate::layout::Layout;
+
+const REVOKED_KEY: &str = "caps.revoked";
+
+/// Authorizes and audits every request the daemon serves.
+pub struct Guard {
+    authorizer: Authorizer,
+    audit: AuditLog,
+    store: Arc<RedbStore>,
+}
+
+impl Guard {
+    /// Opens the key ring (made on first start), writes a fresh root credential, opens the
+    /// audit log and loads the revocations.
+    pub fn open(
+        layout: &Layout,
+        store: Arc<RedbStore>,
+        security: &Security,
+    ) -> Result<Guard, CapsError> {
+        let keys = KeyRing::open_or_init(&layout.caps())?;
+        let root = token::root(&keys, Utc::now())?;
+        hypernix_caps::keys::write_private(&layout.root_token(), root.token.as_bytes())?;
+        let audit = AuditLog::open(&layout.audit_log(), &keys)?;
+        let authorizer = Authorizer::new(keys, security)?;
+        let guard = Guard {
+            authorizer,
+            audit,
+            store,
+        };
+        for id in guard.revoked() {
+            guard.authorizer.revoke(&id);
+        }
+        Ok(guard)
+    }
+
+    /// Takes a newly applied security section (time zones of schedules).
+    pub fn configure(&self, security: &Security) -> Result<(), CapsError> {
+        self.authorizer.configure(security)
+    }
+
+    /// Authorizes `request` made with `token` now, and audits the decision.
+    pub fn authorize(&self, token: Option<&str>, request: &Request) -> Result<Decision, Denied> {
+        let result = self.authorizer.authorize(token, request, Utc::now());
+        let (principal, token_id, allowed, reason) = match &result {
+            Ok(d) => (
+                d.principal.clone(),
+                Some(d.token.clone()),
+                true,
+                d.emergency.clone().map(|r| format!("break-glass: {r}")),
+            ),
+            Err(d) => (
+                d.principal.clone().unwrap_or_else(|| "-".into()),
+                d.token.clone(),
+                false,
+                Some(d.reason.to_string()),
+            ),
+        };
+        self.audit.append(AuditRecord {
+            time: Utc::now(),
+            principal,
+            token: token_id,
+            operation: request.operation.clone(),
+            resource: request.target.as_ref().map(|t| t.0.clone()),
+            allowed,
+            reason,
+        });
+        result
+    }
+
+    /// Whether `token` still authorizes `request` (a session already admitted); a refusal
+    /// is audited, a pass is not.
+    pub fn recheck(&self, token: Option<&str>, request: &Request) -> Result<(), Denied> {
+        match self.authorizer.recheck(token, request, Utc::now()) {
+            Ok(_) => Ok(()),
+            Err(d) => {
+                self.audit.append(AuditRecord {
+                    time: Utc::now(),
+                    principal: d.principal.clone().unwrap_or_else(|| "-".into()),
+                    token: d.token.clone(),
+                    operation: request.operation.clone(),
+                    resource: request.target.as_ref().map(|t| t.0.clone()),
+                    allowed: false,
+                    reason: Some(format!("session closed: {}", d.reason)),
+                });
+                Err(d)
+            }
+        }
+    }
+
+    /// Issues a token for `principal`'s grant (of `capability`, when it has several).
+    pub fn issue(
+        &self,
+        security: &Security,
+        principal: &str,
+        capability: Option<&str>,
+    ) -> Result<Issued, CapsError> {
+        token::issue(
+            &self.authorizer.keys(),
+            security,
+            principal,
+            capability,
+            Utc::now(),
+        )
+    }
+
+    /// Issues the emergency token for a break-glass grant holder.
+    pub fn break_glass(
+        &self,
+        security: &Security,
+        decision: &Decision,
+        reason: &str,
+    ) -> Result<Issued, CapsError> {
+        token::emergency(
+            &self.authorizer.keys(),
+            security,
+            &decision.principal,
+            &decision.capability,
+            reason,
+            Utc::now(),
+        )
+    }
+
+    /// Revokes a revocation id (hex), durably.
+    pub fn revoke(&self, id: &str) -> Result<(), hypernix_state::StateError> {
+        let mut ids = self.revoked();
+        let id = id.to_ascii_lowercase();
+        if !ids.contains(&id) {
+            ids.push(id.clone());
+        }
+        self.store
+            .transact(vec![Op::put(Table::Meta, REVOKED_KEY, Value::from(ids))])?;
+        self.authorizer.revoke(&id);
+        Ok(())
+    }
+
+    fn revoked(&self) -> Vec<String> {
+        match self.store.get(Table::Meta, REVOKED_KEY) {
+            Ok(Some(Value::Array(ids))) => ids
+                .into_iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Waits until every audit record so far is on disk.
+    pub fn flush_audit(&self) -> Result<(), CapsError> {
+        self.audit.flush()
+    }
+
+    /// The labels of compute unit `name` in `raw` (the applied configuration), if it exists.
+    pub fn unit_labels(
+        raw: &serde_json::Map<String, Value>,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        let unit = raw.get("compute")?.get("units")?.get(name)?;
+        Some(labels_of(unit))
+    }
+}
+
+/// The `labels` of a unit's settings.
+pub fn labels_of(settings: &Value) -> BTreeMap<String, String> {
+    settings
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
