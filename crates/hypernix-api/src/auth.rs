@@ -110,6 +110,7 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Mutation, "shutdown") => rule("daemon.shutdown", "cluster", "configure", none),
         (Mutation, "issueToken") => rule("caps.issue", "cluster", "configure", none),
         (Mutation, "revokeToken") => rule("caps.revoke", "cluster", "configure", none),
+        (Mutation, "rotateRootKey") => rule("caps.rotate", "cluster", "configure", none),
         (Mutation, "breakGlass") => rule("caps.breakGlass", "emergency", "request", none),
         (Subscription, "events") => rule("event.watch", "any", "read", none),
         (Subscription, "computeUnitStateChanged") => {

@@ -80,6 +80,22 @@ impl CapsMutation {
         Ok(true)
     }
 
+    /// Makes a new root key; tokens signed by the old one stay valid for `graceSeconds`.
+    /// Returns the new key's id. The daemon's root credential is reissued with it.
+    async fn rotate_root_key(
+        &self,
+        ctx: &Context<'_>,
+        grace_seconds: u32,
+    ) -> async_graphql::Result<u32> {
+        let d = daemon(ctx)?;
+        d.guard()
+            .rotate(
+                d.layout(),
+                chrono::Duration::seconds(i64::from(grace_seconds)),
+            )
+            .map_err(caps_error)
+    }
+
     /// Grants emergency access to the holder of a break-glass grant, for a short fixed
     /// time; raises a `security.alert` event naming the reason.
     async fn break_glass(

@@ -87,7 +87,7 @@ impl KeyRing {
         })
     }
 
-    /// Makes a new current key; tokens of the old one stay valid for `grace`.
+    /// Makes a new current key; tokens of older keys stay valid for at most `grace`.
     pub fn rotate(&mut self, grace: chrono::Duration) -> Result<u32, CapsError> {
         let now = Utc::now();
         let id = self
@@ -100,13 +100,15 @@ impl KeyRing {
             + 1;
         let key = KeyPair::new();
         write_key(&self.dir, id, &key)?;
+        // A rotation also shortens older keys' grace to this one's: rotating with no
+        // grace after a leak cuts off every earlier key at once.
         let mut retired: Vec<Retired> = self
             .retired
             .iter()
             .filter(|r| r.2 > now)
             .map(|r| Retired {
                 id: r.0,
-                until: r.2,
+                until: r.2.min(now + grace),
             })
             .collect();
         retired.push(Retired {

@@ -248,6 +248,11 @@ impl Daemon {
         &self.guard
     }
 
+    /// The state directory's layout.
+    pub fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
     /// Resolves when the daemon has been asked to stop.
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.shutdown.subscribe();

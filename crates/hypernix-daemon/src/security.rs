@@ -134,6 +134,17 @@ impl Guard {
         )
     }
 
+    /// Makes a new root key (tokens of the old one stay valid for `grace`) and rewrites
+    /// the root credential with it; returns the new key id.
+    pub fn rotate(&self, layout: &Layout, grace: chrono::Duration) -> Result<u32, CapsError> {
+        let mut keys = self.authorizer.keys();
+        let id = keys.rotate(grace)?;
+        let root = token::root(&keys, Utc::now())?;
+        hypernix_caps::keys::write_private(&layout.root_token(), root.token.as_bytes())?;
+        self.authorizer.set_keys(keys);
+        Ok(id)
+    }
+
     /// Revokes a revocation id (hex), durably.
     pub fn revoke(&self, id: &str) -> Result<(), hypernix_state::StateError> {
         let mut ids = self.revoked();

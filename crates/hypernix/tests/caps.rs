@@ -290,3 +290,40 @@ fn the_audit_log_verifies_and_a_tampered_record_is_named() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("record 1 was modified"), "{err}");
 }
+
+#[test]
+fn a_rotated_root_key_keeps_old_tokens_for_the_grace_period_only() {
+    let d = setup();
+    let alice = issue(&d, "alice");
+    let old_root = d.token();
+    let out = d.cli(&["caps", "rotate", "--grace", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_root = d.token();
+    assert_ne!(old_root, new_root, "the root credential is reissued");
+    assert!(
+        cli_as(&d, &alice, &["units"]).status.success(),
+        "within the grace period"
+    );
+    assert!(cli_as(&d, &new_root, &["units"]).status.success());
+    let fresh = issue(&d, "alice");
+    let out = cli_as(&d, &new_root, &["caps", "rotate", "--grace", "0s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stale in [&alice, &fresh, &old_root] {
+        let out = cli_as(&d, stale, &["units"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("root key"), "{err}");
+    }
+    assert!(
+        d.cli(&["units"]).status.success(),
+        "the reissued root credential works"
+    );
+}

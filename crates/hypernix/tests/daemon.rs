@@ -222,9 +222,11 @@ fn up_starts_the_daemon_and_the_quickstart_and_down_stops_them() {
     let quickstart =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.nix");
     let run = |args: &[&str]| {
+        let token = std::fs::read_to_string(dir.path().join("caps/root.token")).unwrap_or_default();
         std::process::Command::new(kit::bin())
             .arg("--api")
             .arg(&api)
+            .env("HYPERNIX_TOKEN", token.trim())
             .args(args)
             .output()
             .unwrap()
@@ -307,6 +309,7 @@ fn attach_console_and_run(d: &TestDaemon, unit: &str) {
     use std::io::{Read, Write};
     let mut child = std::process::Command::new(kit::bin())
         .args(["--api", &d.api, "console", unit])
+        .env("HYPERNIX_TOKEN", d.token())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

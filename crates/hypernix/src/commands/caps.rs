@@ -55,6 +55,12 @@ pub enum CapsCommand {
         /// A token, or a hex revocation id.
         what: String,
     },
+    /// Make a new root key; tokens of the old one stay valid for the grace period.
+    Rotate {
+        /// How long tokens of the old key stay valid ("24h", "0s").
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
     /// Ask for emergency access with a break-glass grant; prints the emergency token.
     BreakGlass {
         /// Why; recorded in the audit log and the security alert.
@@ -180,6 +186,22 @@ pub fn run(client: &Client, cmd: CapsCommand) -> anyhow::Result<ExitCode> {
                 "revokeToken",
             )?;
             eprintln!("revoked {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CapsCommand::Rotate { grace } => {
+            let d: hypernix_config::values::Duration =
+                serde_json::from_value(Value::String(grace.clone())).with_context(|| {
+                    format!("--grace {grace:?}: expected a duration such as \"24h\"")
+                })?;
+            let secs = u32::try_from(d.std().as_secs()).context("--grace: too long")?;
+            let id: u32 = client.request(
+                "mutation($g: Int!) { rotateRootKey(graceSeconds: $g) }",
+                json!({ "g": secs }),
+                "rotateRootKey",
+            )?;
+            eprintln!(
+                "root key {id} is current; tokens of the previous key stay valid for {grace}"
+            );
             Ok(ExitCode::SUCCESS)
         }
         CapsCommand::BreakGlass { reason, out } => {
