@@ -22,6 +22,6 @@ for target in $("${fuzz[@]}" list); do
   secs="$other_secs"
   [ "$target" = caps_token ] && secs="$caps_secs"
   echo "== fuzz $target for ${secs}s"
-  "${fuzz[@]}" run "$target" -- -max_total_time="$secs" -print_final_stats=0 2>&1 | tail -2
+  "${fuzz[@]}" run "$target" -- -max_total_time="$secs" 2>&1 | tail -15
   # `cargo fuzz run` exits non-zero on a crash; pipefail carries it here.
 done
