@@ -25,6 +25,7 @@ use crate::build;
 use crate::error::DaemonError;
 use crate::layout::Layout;
 use crate::model::{Desired, Observed, Power, UnitStatus};
+use crate::storage::StorageEngine;
 use crate::unit::{Command, UnitHandle};
 use hypernix_vmm::TestGuest;
 
@@ -73,6 +74,7 @@ pub struct Shared {
     accel: Accel,
     test_guest: OnceCell<Result<TestGuest, String>>,
     units: Mutex<BTreeMap<String, UnitHandle>>,
+    storage: StorageEngine,
 }
 
 impl Shared {
@@ -148,7 +150,7 @@ impl Shared {
         } else {
             None
         };
-        build::vm_spec(name, spec, &self.layout, self.accel, || {
+        build::vm_spec(name, spec, &self.layout, &self.storage, self.accel, || {
             guest.unwrap_or_else(|| Err("no test guest".into()))
         })
     }
@@ -177,12 +179,14 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(layout.root())?;
         let store = Arc::new(RedbStore::open(layout.store())?);
-        let events = match store.get(Table::Meta, CONFIG_KEY)? {
-            Some(Value::Object(raw)) => Config::from_raw(raw, vec![])
-                .map(|c| c.hypervisor.events)
-                .unwrap_or_default(),
-            _ => Default::default(),
+        let applied = match store.get(Table::Meta, CONFIG_KEY)? {
+            Some(Value::Object(raw)) => Config::from_raw(raw, vec![]).ok(),
+            _ => None,
         };
+        let events = applied
+            .as_ref()
+            .map(|c| c.hypervisor.events.clone())
+            .unwrap_or_default();
         let bus: Arc<dyn EventBus> = match (nats_url, events.bus) {
             (None, Bus::Embedded) => Arc::new(EmbeddedBus::new(store.clone())),
             (url, _) => {
@@ -206,7 +210,14 @@ impl Daemon {
             accel,
             test_guest: OnceCell::new(),
             units: Mutex::new(BTreeMap::new()),
+            storage: StorageEngine::default(),
         });
+        if let Some(config) = &applied {
+            let s = &shared;
+            s.storage
+                .configure(&config.hypervisor.storage, &s.layout, &s.bus)
+                .await;
+        }
         let observed: BTreeMap<String, Value> =
             shared.store.list(Table::Observed)?.into_iter().collect();
         for (name, desired) in shared.store.list(Table::Desired)? {
@@ -254,10 +265,22 @@ impl Daemon {
     }
 
     fn resolve(raw: Map<String, Value>) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
+        Self::resolve_config(raw).map(|(_, units)| units)
+    }
+
+    fn resolve_config(
+        raw: Map<String, Value>,
+    ) -> Result<(Config, BTreeMap<String, ResolvedUnit>), DaemonError> {
         let config = Config::from_raw(raw, vec![])
             .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))?;
-        hypernix_compute::resolve_all(&config)
-            .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))
+        let units = hypernix_compute::resolve_all(&config)
+            .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))?;
+        Ok((config, units))
+    }
+
+    /// The storage engine (tiers, volumes, heat, placement).
+    pub fn storage(&self) -> &StorageEngine {
+        &self.shared.storage
     }
 
     fn applied(&self) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
@@ -317,7 +340,7 @@ impl Daemon {
     /// Applies a configuration: every configured unit should run.
     pub async fn apply(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
         let _one_at_a_time = self.apply_lock.lock().await;
-        let new = Self::resolve(raw.clone())?;
+        let (config, new) = Self::resolve_config(raw.clone())?;
         let old = self.applied().unwrap_or_default();
         let plan = plan(&old, &new);
         let actions: BTreeMap<&str, Action> = plan
@@ -358,6 +381,10 @@ impl Daemon {
             });
         }
         self.shared.store.transact(ops).map_err(store)?;
+        let s = &self.shared;
+        s.storage
+            .configure(&config.hypervisor.storage, &s.layout, &s.bus)
+            .await;
         for change in &plan.units {
             let payload = serde_json::to_value(change).unwrap_or_default();
             self.shared

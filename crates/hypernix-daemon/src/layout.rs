@@ -4,7 +4,9 @@
 //! STATE/state.redb          desired and observed state, event log
 //! STATE/daemon.log          the daemon's log when started by `hypernix up`
 //! STATE/units/NAME/         a unit's run directory (QMP, console, pidfile; see hypernix-vmm)
-//! STATE/disks/NAME/DISK.raw a unit's disks (sparse)
+//! STATE/disks/NAME/DISK.raw a unit's disks (sparse) when no storage tiers are configured
+//! STATE/storage/            the tiered store: extent map, tier files without a location
+//! STATE/run/nbd.sock        the store's NBD socket (export = volume `UNIT.DISK`)
 //! STATE/images/test-guest/  the built-in test guest (kernel and initramfs)
 //! ```
 
@@ -69,6 +71,16 @@ impl Layout {
     /// A unit's disk directory.
     pub fn disks(&self, unit: &str) -> PathBuf {
         self.root.join("disks").join(unit)
+    }
+
+    /// The tiered store's directory.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
+    /// The unix socket the store is served on over NBD.
+    pub fn nbd_socket(&self) -> PathBuf {
+        self.root.join("run").join("nbd.sock")
     }
 
     /// The image cache.

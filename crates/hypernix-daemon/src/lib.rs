@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod error;
 pub mod layout;
 pub mod model;
+pub mod storage;
 mod unit;
 
 pub use daemon::{Daemon, Health};
