@@ -283,6 +283,30 @@ impl Daemon {
         &self.shared.storage
     }
 
+    /// Removes a volume for good, unless a unit of the applied configuration uses it.
+    pub fn delete_volume(&self, volume: &str) -> Result<(), DaemonError> {
+        for (unit, resolved) in self.applied()? {
+            if let Some(d) = resolved
+                .settings
+                .storage
+                .iter()
+                .find(|d| crate::storage::volume_name(&unit, &d.name) == volume)
+            {
+                return Err(DaemonError::Unit {
+                    unit,
+                    message: format!(
+                        "its disk {} is volume {volume}; remove the disk (or the unit) from                          the configuration first",
+                        d.name
+                    ),
+                });
+            }
+        }
+        self.shared
+            .storage
+            .remove_volume(volume)
+            .map_err(DaemonError::Storage)
+    }
+
     fn applied(&self) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
         match self
             .shared
