@@ -140,7 +140,7 @@ fn guest_write(d: &TestDaemon) -> String {
 #[test]
 fn a_guest_disk_on_a_tiered_volume_keeps_its_data_across_a_vm_restart() {
     let _g = heavy();
-    let d = TestDaemon::start();
+    let mut d = TestDaemon::start();
     apply(&d, &config(&d, Some("64Mi"), ""));
     let before = pid(&d.wait_ready("db"));
     let qemu_cmdline = std::fs::read(format!("/proc/{before}/cmdline")).unwrap();
@@ -194,6 +194,13 @@ fn a_guest_disk_on_a_tiered_volume_keeps_its_data_across_a_vm_restart() {
     d.json(&["unit", "restart", "--json", "db"]);
     let after = pid(&d.wait_ready("db"));
     assert_ne!(before, after, "a new QEMU");
+    assert_eq!(guest_readback(&d), written);
+
+    // A daemon restart: the VM keeps running, and its next disk requests reconnect to
+    // the new daemon's socket.
+    d.kill9();
+    d.restart();
+    assert_eq!(pid(&d.unit("db")), after, "re-attached");
     assert_eq!(guest_readback(&d), written);
     assert!(
         d.events("unit.warning").is_empty(),
