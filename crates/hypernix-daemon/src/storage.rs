@@ -98,9 +98,10 @@ enum State {
     Off,
     /// Tiers configured, but the store could not be opened.
     Failed {
-        config: Storage,
+        config: Box<Storage>,
         reason: String,
     },
+    /// The store is open and served.
     Ready(Arc<Engine>),
 }
 
@@ -143,7 +144,7 @@ impl StorageEngine {
                      until the daemon restarts (`hypernix down --keep-units`, then `hypernix up`)"
                         .to_string(),
                 )),
-                State::Failed { config: c, .. } if c == config => return,
+                State::Failed { config: c, .. } if **c == *config => return,
                 State::Off if config.tiers.is_empty() => return,
                 State::Off | State::Failed { .. } if config.tiers.is_empty() => {
                     *state = State::Off;
@@ -153,7 +154,7 @@ impl StorageEngine {
                     *state = match Engine::open(config, layout, bus.clone()) {
                         Ok(engine) => State::Ready(engine),
                         Err(reason) => State::Failed {
-                            config: config.clone(),
+                            config: Box::new(config.clone()),
                             reason,
                         },
                     };
