@@ -419,12 +419,9 @@ impl Engine {
             return Ok(None);
         };
         let Some((name, t)) = self.config.tiers.iter().find(|(_, t)| t.level == tier) else {
-            let levels: Vec<String> = self
-                .config
-                .tiers
-                .values()
-                .map(|t| t.level.to_string())
-                .collect();
+            let mut levels: Vec<u32> = self.config.tiers.values().map(|t| t.level).collect();
+            levels.sort_unstable();
+            let levels: Vec<String> = levels.iter().map(u32::to_string).collect();
             return Err(format!(
                 "storage {}: tier {tier} is not a level of hypervisor.storage.tiers (levels: {}); \
                  use one of them",
@@ -536,3 +533,6 @@ fn ensure_file(path: &Path, size: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
