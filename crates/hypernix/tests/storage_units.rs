@@ -190,6 +190,20 @@ fn a_guest_disk_on_a_tiered_volume_keeps_its_data_across_a_vm_restart() {
         "nbdcopy reads what the guest wrote"
     );
 
+    // The continuous placement engine promotes a hot extent on its own.
+    let target = uri(&d, "db.data");
+    let mut args = vec!["-f", "raw", "-r", target.as_str()];
+    for _ in 0..100 {
+        args.extend(["-c", "read 2M 64k"]);
+    }
+    run("qemu-io", &args);
+    let moved = wait_until(Duration::from_secs(30), "a storage.moved event", || {
+        let moved = d.events("storage.moved");
+        (!moved.is_empty()).then_some(moved)
+    });
+    assert_eq!(moved[0]["subject"], "volume/db.data");
+    assert_eq!(moved[0]["payload"]["to"], "fast");
+
     // A VM restart: a new QEMU attaches the same volume and reads the same bytes.
     d.json(&["unit", "restart", "--json", "db"]);
     let after = pid(&d.wait_ready("db"));
