@@ -5,7 +5,8 @@
 //! 1. type, validate and resolve the new configuration (any error: nothing changes);
 //! 2. resolve the configuration applied last (kept in the store) and plan between them;
 //! 3. write the new configuration and every unit's desired state in one transaction;
-//! 4. send each unit's task what the plan says: create, destroy, restart or update live.
+//! 4. open the storage engine if tiers were configured (see [`crate::storage`]);
+//! 5. send each unit's task what the plan says: create, destroy, restart or update live.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -170,7 +171,8 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the state directory, connects the event bus (`nats_url` forces NATS
     /// JetStream; otherwise `hypervisor.events` of the configuration applied last), probes
-    /// the accelerator and starts a task per stored unit.
+    /// the accelerator, opens the storage engine of that configuration and starts a task
+    /// per stored unit.
     pub async fn open(
         layout: Layout,
         listen: SocketAddr,
