@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hypernix_api::client::Client;
 use kit::{TestDaemon, heavy, wait_until};
 use serde_json::{Value, json};
 
@@ -231,26 +230,22 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
     apply(&d, &config(&d, Some("64Mi"), triggered));
     d.wait_ready("db");
     let written = guest_write(&d);
-    let client = Client::new(d.api.clone());
-
-    let volumes: Vec<Value> = client
-        .request(
-            "{ volumes { name size allocatedExtents allocatedBytes } }",
-            json!({}),
-            "volumes",
-        )
-        .unwrap();
+    let volumes = gql(
+        &d,
+        "{ volumes { name size allocatedExtents allocatedBytes } }",
+        "volumes",
+    )
+    .unwrap();
     assert_eq!(
         volumes,
-        [
-            json!({ "name": "db.data", "size": 64 * MIB, "allocatedExtents": 3, "allocatedBytes": 3 * MIB })
-        ]
+        json!([{ "name": "db.data", "size": 64 * MIB, "allocatedExtents": 3, "allocatedBytes": 3 * MIB }])
     );
 
     // Subscribe to data movement, then make extent 1 hot with 200 reads from qemu-io.
-    let after = client.events(None).unwrap().last().unwrap()["id"].clone();
+    let events = gql(&d, "{ events(limit: 10000) { id } }", "events").unwrap();
+    let after = events.as_array().unwrap().last().unwrap()["id"].clone();
     let (mut node, lines) = node_subscribe(
-        &d.api,
+        &d,
         "subscription($a: Int) { dataMovement(volume: \"db.data\", after: $a) { volume extent from to bytes } }",
         json!({ "a": after }),
     );
@@ -260,13 +255,12 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
         args.extend(["-c", "read 1M 64k"]);
     }
     run("qemu-io", &args);
-    let heat: Value = client
-        .request(
-            "query($v: String!) { heatMap(volume: $v) { granularity extents { extent offset tier level heat } } }",
-            json!({ "v": "db.data" }),
-            "heatMap",
-        )
-        .unwrap();
+    let heat = gql(
+        &d,
+        "{ heatMap(volume: \"db.data\") { granularity extents { extent offset tier level heat } } }",
+        "heatMap",
+    )
+    .unwrap();
     let extents = heat["extents"].as_array().unwrap();
     assert_eq!(extents.len(), 3, "{heat}");
     assert!(extents.iter().all(|e| e["tier"] == "slow"), "{heat}");
@@ -275,16 +269,15 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
         "extent 1 is hottest: {heat}"
     );
 
-    let moved: Vec<Value> = client
-        .request(
-            "mutation { rebalanceStorage { volume extent from to bytes } }",
-            json!({}),
-            "rebalanceStorage",
-        )
-        .unwrap();
+    let moved = gql(
+        &d,
+        "mutation { rebalanceStorage { volume extent from to bytes } }",
+        "rebalanceStorage",
+    )
+    .unwrap();
     let hot =
         json!({ "volume": "db.data", "extent": 1, "from": "slow", "to": "fast", "bytes": MIB });
-    assert!(moved.contains(&hot), "{moved:?}");
+    assert!(moved.as_array().unwrap().contains(&hot), "{moved}");
     let seen = wait_until(Duration::from_secs(20), "dataMovement", || {
         lines
             .lock()
@@ -303,29 +296,27 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
         .expect("a storage.moved event");
     assert_eq!(event["subject"], "volume/db.data");
 
-    let tiers: Vec<Value> = client
-        .request(
-            "{ storageTiers { name level durable capacity used extents hitRatio moves movedIn movedOut } }",
-            json!({}),
-            "storageTiers",
-        )
-        .unwrap();
+    let tiers = gql(
+        &d,
+        "{ storageTiers { name level durable capacity used extents hitRatio moves movedIn movedOut } }",
+        "storageTiers",
+    )
+    .unwrap();
     assert_eq!(tiers[0]["name"], "fast");
     assert_eq!(tiers[0]["capacity"], 64 * MIB);
-    assert!(tiers[0]["extents"].as_u64().unwrap() >= 1, "{tiers:?}");
-    assert!(tiers[0]["movedIn"].as_u64().unwrap() >= 1, "{tiers:?}");
+    assert!(tiers[0]["extents"].as_u64().unwrap() >= 1, "{tiers}");
+    assert!(tiers[0]["movedIn"].as_u64().unwrap() >= 1, "{tiers}");
     assert_eq!(tiers[1]["name"], "slow");
     assert_eq!(
         tiers[0]["extents"].as_u64().unwrap() + tiers[1]["extents"].as_u64().unwrap(),
         3
     );
-    let heat: Value = client
-        .request(
-            "query($v: String!) { heatMap(volume: $v) { extents { extent tier } } }",
-            json!({ "v": "db.data" }),
-            "heatMap",
-        )
-        .unwrap();
+    let heat = gql(
+        &d,
+        "{ heatMap(volume: \"db.data\") { extents { extent tier } } }",
+        "heatMap",
+    )
+    .unwrap();
     assert_eq!(heat["extents"][0], json!({ "extent": 1, "tier": "fast" }));
     // The guest reads the same bytes from the moved extent.
     assert_eq!(guest_readback(&d), written);
@@ -333,21 +324,14 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
     // Growth resizes the volume (a restart); a smaller size never shrinks it.
     apply(&d, &config(&d, Some("96Mi"), triggered));
     d.wait_ready("db");
-    let size = |client: &Client| -> Value {
-        client
-            .request::<Value>(
-                "{ volume(name: \"db.data\") { size } }",
-                json!({}),
-                "volume",
-            )
-            .unwrap()["size"]
-            .clone()
+    let size = |d: &TestDaemon| {
+        gql(d, "{ volume(name: \"db.data\") { size } }", "volume").unwrap()["size"].clone()
     };
-    assert_eq!(size(&client), 96 * MIB);
+    assert_eq!(size(&d), 96 * MIB);
     assert_eq!(guest_readback(&d), written);
     apply(&d, &config(&d, Some("32Mi"), triggered));
     d.wait_ready("db");
-    assert_eq!(size(&client), 96 * MIB);
+    assert_eq!(size(&d), 96 * MIB);
     let warnings = d.events("unit.warning");
     assert!(
         warnings.iter().any(|w| w["payload"]["message"]
@@ -358,30 +342,26 @@ fn placement_moves_a_hot_extent_and_graphql_reports_tiers_volumes_heat_and_the_m
     );
 
     // Deleting the unit keeps its volume; deleting the volume then frees it.
-    let refused = client.request::<Value>(
+    let refused = gql(
+        &d,
         "mutation { deleteVolume(name: \"db.data\") }",
-        json!({}),
         "deleteVolume",
     );
     assert!(
-        refused.unwrap_err().to_string().contains("remove the disk"),
+        refused.unwrap_err().contains("remove the disk"),
         "refused while in use"
     );
     apply(&d, &config(&d, None, triggered));
     assert!(d.units().is_empty());
-    assert_eq!(size(&client), 96 * MIB, "the volume outlives its unit");
-    let deleted: bool = client
-        .request(
-            "mutation { deleteVolume(name: \"db.data\") }",
-            json!({}),
-            "deleteVolume",
-        )
-        .unwrap();
-    assert!(deleted);
-    let volumes: Vec<Value> = client
-        .request("{ volumes { name } }", json!({}), "volumes")
-        .unwrap();
-    assert!(volumes.is_empty(), "{volumes:?}");
+    assert_eq!(size(&d), 96 * MIB, "the volume outlives its unit");
+    let deleted = gql(
+        &d,
+        "mutation { deleteVolume(name: \"db.data\") }",
+        "deleteVolume",
+    );
+    assert_eq!(deleted, Ok(json!(true)));
+    let volumes = gql(&d, "{ volumes { name } }", "volumes").unwrap();
+    assert_eq!(volumes, json!([]));
 }
 
 #[test]
@@ -452,20 +432,37 @@ fn an_unwritable_tier_location_is_reported_and_fails_units_that_need_it() {
             .contains("the storage engine is down"),
         "{u}"
     );
-    let client = Client::new(d.api.clone());
-    let err = client
-        .request::<Value>("{ storageTiers { name } }", json!({}), "storageTiers")
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("cannot create its location"),
-        "{err}"
-    );
+    let err = gql(&d, "{ storageTiers { name } }", "storageTiers").unwrap_err();
+    assert!(err.contains("cannot create its location"), "{err}");
+}
+
+/// The daemon's root credential, if it has one (`STATE/caps/root.token`).
+fn token(d: &TestDaemon) -> Option<String> {
+    std::fs::read_to_string(d.state().join("caps/root.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+/// Asks the daemon's GraphQL API `query`; answers the data's `field`, or the errors.
+fn gql(d: &TestDaemon, query: &str, field: &str) -> Result<Value, String> {
+    let mut post = ureq::post(format!("http://{}/graphql", d.api));
+    if let Some(t) = token(d) {
+        post = post.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut r = post
+        .send_json(json!({ "query": query }))
+        .map_err(|e| e.to_string())?;
+    let v: Value = r.body_mut().read_json().map_err(|e| e.to_string())?;
+    match v["errors"].as_array() {
+        Some(errors) if !errors.is_empty() => Err(v["errors"].to_string()),
+        _ => Ok(v["data"][field].clone()),
+    }
 }
 
 /// Starts the graphql-ws client (npm, `crates/hypernix-api/tests/node`) on `query`;
 /// returns its output lines as they arrive.
 fn node_subscribe(
-    api: &str,
+    d: &TestDaemon,
     query: &str,
     variables: Value,
 ) -> (std::process::Child, Arc<Mutex<Vec<Value>>>) {
@@ -475,9 +472,13 @@ fn node_subscribe(
         "run `npm ci` in {} (scripts/test.sh does)",
         dir.display()
     );
-    let mut node = Command::new("node")
+    let mut node = Command::new("node");
+    if let Some(t) = token(d) {
+        node.env("HYPERNIX_TOKEN", t);
+    }
+    let mut node = node
         .arg(dir.join("subscribe.mjs"))
-        .arg(format!("ws://{api}/graphql"))
+        .arg(format!("ws://{}/graphql", d.api))
         .arg(query)
         .arg(variables.to_string())
         .stdout(Stdio::piped())
