@@ -13,8 +13,9 @@
 //!    `-blockdev driver=nbd`. A disk that is still a sparse file from before tiers were
 //!    configured stays that file. Without tiers, disks are sparse files and a disk that
 //!    asks for a `tier` fails its unit.
-//! 4. Placement rounds (`storage.fabric.movement`): every [`ROUND_INTERVAL`] with the
-//!    continuous engine; only on request (`rebalanceStorage`) with the triggered one. Each
+//! 4. Placement rounds (`storage.fabric.movement`, off when it or `heatMap` is disabled):
+//!    every [`ROUND_INTERVAL`] with the continuous engine; only on request
+//!    (`rebalanceStorage`) with the triggered one (and, for now, the scheduled one). Each
 //!    extent moved publishes `storage.moved` (subject `volume/NAME`); after each move the
 //!    round waits as long as `bandwidth.limit` asks.
 //!
@@ -305,9 +306,12 @@ impl StorageEngine {
     /// Runs one placement round now and returns the extents it moved.
     pub async fn rebalance(&self) -> StorageResult<Vec<Moved>> {
         let engine = self.engine()?;
-        if !engine.config.fabric.movement.enable {
+        let fabric = &engine.config.fabric;
+        if !fabric.movement.enable || !fabric.heat_map.enable {
             return Err(
-                "storage.fabric.movement.enable is false; enable it to move extents".into(),
+                "storage.fabric.movement.enable or storage.fabric.heatMap.enable is \
+                        false; enable both to move extents by heat"
+                    .into(),
             );
         }
         engine.round().await
@@ -388,7 +392,8 @@ impl Engine {
             bus,
         });
         let movement = &config.fabric.movement;
-        if movement.enable && movement.engine == MovementEngine::Continuous {
+        let moving = movement.enable && config.fabric.heat_map.enable;
+        if moving && movement.engine == MovementEngine::Continuous {
             let e = engine.clone();
             tokio::spawn(async move {
                 loop {
@@ -398,7 +403,7 @@ impl Engine {
                     }
                 }
             });
-        } else if movement.enable && movement.engine == MovementEngine::Scheduled {
+        } else if moving && movement.engine == MovementEngine::Scheduled {
             let bus = engine.bus.clone();
             tokio::spawn(async move {
                 let message = "storage.fabric.movement.engine = \"scheduled\": cron windows are \

@@ -102,6 +102,21 @@ async fn with_tiers_a_disk_is_a_volume_that_grows_and_never_shrinks() {
 }
 
 #[tokio::test]
+async fn no_rounds_without_movement_or_heat() {
+    for off in ["movement", "heatMap"] {
+        let f = fixture();
+        let mut config = tiers(&f);
+        match off {
+            "movement" => config.fabric.movement.enable = false,
+            _ => config.fabric.heat_map.enable = false,
+        }
+        f.engine.configure(&config, &f.layout, &f.bus).await;
+        let err = f.engine.rebalance().await.unwrap_err();
+        assert!(err.contains("enable both"), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn a_disks_tier_must_be_a_level_and_is_honoured_only_as_far_as_it_can_be() {
     let f = fixture();
     f.engine.configure(&tiers(&f), &f.layout, &f.bus).await;
