@@ -98,10 +98,7 @@ enum State {
     /// No tiers configured.
     Off,
     /// Tiers configured, but the store could not be opened.
-    Failed {
-        config: Box<Storage>,
-        reason: String,
-    },
+    Failed { reason: String },
     /// The store is open and served.
     Ready(Arc<Engine>),
 }
@@ -133,7 +130,8 @@ impl StorageEngine {
         }
     }
 
-    /// Opens the engine for `config` if it has tiers and none is open yet (step 1).
+    /// Opens the engine for `config` if it has tiers and none is open yet (step 1); one
+    /// that failed is tried again, so fixing a tier's location and applying again works.
     pub async fn configure(&self, config: &Storage, layout: &Layout, bus: &Arc<dyn EventBus>) {
         let warning = {
             let mut state = self.state.lock().expect("storage lock");
@@ -145,7 +143,6 @@ impl StorageEngine {
                      until the daemon restarts (`hypernix down --keep-units`, then `hypernix up`)"
                         .to_string(),
                 )),
-                State::Failed { config: c, .. } if **c == *config => return,
                 State::Off if config.tiers.is_empty() => return,
                 State::Off | State::Failed { .. } if config.tiers.is_empty() => {
                     *state = State::Off;
@@ -154,10 +151,7 @@ impl StorageEngine {
                 State::Off | State::Failed { .. } => {
                     *state = match Engine::open(config, layout, bus.clone()) {
                         Ok(engine) => State::Ready(engine),
-                        Err(reason) => State::Failed {
-                            config: Box::new(config.clone()),
-                            reason,
-                        },
+                        Err(reason) => State::Failed { reason },
                     };
                     match &*state {
                         State::Failed { reason, .. } => Some(("storage.failed", reason.clone())),

@@ -190,3 +190,24 @@ async fn only_memory_tiers_or_a_bad_bandwidth_fail_the_engine_with_an_event() {
         .collect();
     assert_eq!(failed.len(), 2, "{events:?}");
 }
+
+#[tokio::test]
+async fn a_failed_engine_opens_once_its_location_is_fixed() {
+    let f = fixture();
+    let blocker = f.layout.root().join("tiers");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let config = tiers(&f);
+    f.engine.configure(&config, &f.layout, &f.bus).await;
+    let err = f
+        .engine
+        .disk(&f.layout, "u", &disk("8Mi", None))
+        .unwrap_err();
+    assert!(
+        err.contains("tier disk: cannot create its location"),
+        "{err}"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    f.engine.configure(&config, &f.layout, &f.bus).await;
+    let (source, _) = f.engine.disk(&f.layout, "u", &disk("8Mi", None)).unwrap();
+    assert!(matches!(source, DiskSource::Nbd { .. }), "{source:?}");
+}
