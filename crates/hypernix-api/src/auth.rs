@@ -100,6 +100,10 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Query, "plan") => rule("config.plan", "cluster", "read", none),
         (Query, "jobs") => rule("job.list", "any", "read", none),
         (Query, "events") => rule("event.list", "any", "read", none),
+        (Query, "storageTiers") => rule("storage.tiers", "storage", "read", none),
+        (Query, "volumes") => rule("volume.list", "storage", "read", none),
+        (Query, "volume") => rule("volume.get", "storage", "read", none),
+        (Query, "heatMap") => rule("volume.heatMap", "storage", "read", none),
         (Mutation, "applyConfig") => rule("config.apply", "cluster", "configure", none),
         (Mutation, "createComputeUnit") => rule("unit.create", "compute", "create", NewUnit),
         (Mutation, "updateComputeUnit") => rule("unit.update", "compute", "modify", Unit("name")),
@@ -112,6 +116,9 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Mutation, "revokeToken") => rule("caps.revoke", "cluster", "configure", none),
         (Mutation, "rotateRootKey") => rule("caps.rotate", "cluster", "configure", none),
         (Mutation, "breakGlass") => rule("caps.breakGlass", "emergency", "request", none),
+        (Mutation, "rebalanceStorage") => rule("storage.rebalance", "storage", "allocate", none),
+        (Mutation, "deleteVolume") => rule("volume.delete", "storage", "allocate", none),
+        (Subscription, "dataMovement") => rule("storage.watch", "storage", "read", none),
         (Subscription, "events") => rule("event.watch", "any", "read", none),
         (Subscription, "computeUnitStateChanged") => {
             rule("unit.watch", "compute", "read", Unit("name"))

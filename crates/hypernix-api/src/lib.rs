@@ -1,6 +1,6 @@
 //! The GraphQL API of hypernix: compute units, tags, policies, configuration apply and
-//! plan, and the event log, with live subscriptions; the server that serves it, and the
-//! client the command line uses. The schema is checked in at `schema.graphql`.
+//! plan, storage tiers, volumes and heat maps, and the event log, with live subscriptions;
+//! the server that serves it, and the client the command line uses. The schema is checked in at `schema.graphql`.
 
 #![warn(missing_docs)]
 
@@ -9,6 +9,7 @@ pub mod caps;
 pub mod client;
 pub mod schema;
 pub mod server;
+pub mod storage;
 pub mod types;
 pub mod units;
 

@@ -12,6 +12,7 @@ use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
 use crate::caps::CapsMutation;
+use crate::storage::{StorageMutation, StorageQuery, StorageSubscription};
 use crate::types::EventFilter;
 use crate::units::{UnitMutation, UnitQuery, UnitSubscription};
 
@@ -84,6 +85,7 @@ pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
         DaemonError::UnknownUnit(_) => "NOT_FOUND",
         DaemonError::Unit { .. } => "CONFLICT",
         DaemonError::Store(_) => "INTERNAL",
+        DaemonError::Storage(_) => "STORAGE",
     };
     let details = match &e {
         DaemonError::Config(errors) => errors.clone(),
@@ -141,15 +143,15 @@ pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<St
 
 /// Read-only queries.
 #[derive(MergedObject, Default)]
-pub struct Query(UnitQuery);
+pub struct Query(UnitQuery, StorageQuery);
 
 /// Changes.
 #[derive(MergedObject, Default)]
-pub struct Mutation(UnitMutation, CapsMutation);
+pub struct Mutation(UnitMutation, CapsMutation, StorageMutation);
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(UnitSubscription);
+pub struct Subscription(UnitSubscription, StorageSubscription);
 
 /// Counts the subscriptions open on one connection.
 #[derive(Default)]

@@ -10,6 +10,7 @@ use hypernix_vmm::{Accel, Boot, Disk, DiskFormat, DiskSource, Nic, TestGuest, Vm
 
 use crate::layout::Layout;
 use crate::model::{RestartPolicy, UnitSpec};
+use crate::storage::StorageEngine;
 
 /// The spec the daemon stores for a resolved unit.
 pub fn unit_spec(unit: &ResolvedUnit) -> UnitSpec {
@@ -30,6 +31,7 @@ pub fn vm_spec(
     name: &str,
     spec: &UnitSpec,
     layout: &Layout,
+    storage: &StorageEngine,
     accel: Accel,
     guest: impl FnOnce() -> Result<TestGuest, String>,
 ) -> Result<(VmSpec, Vec<String>), String> {
@@ -95,20 +97,10 @@ pub fn vm_spec(
         }
     };
     for d in &s.storage {
-        if let Some(tier) = d.tier {
-            warnings.push(format!(
-                "storage {}: tier {tier} asked for, but tiered volumes are not available yet; \
-                 the disk is a sparse file in the state directory",
-                d.name
-            ));
-        }
-        let path = layout.disk(name, &d.name);
-        ensure_disk(&path, d.size.bytes()).map_err(|e| format!("storage {}: {e}", d.name))?;
+        let (source, warning) = storage.disk(layout, name, d)?;
+        warnings.extend(warning);
         disks.push(Disk {
-            source: DiskSource::File {
-                path,
-                format: DiskFormat::Raw,
-            },
+            source,
             read_only: false,
         });
     }
@@ -161,22 +153,6 @@ fn image_format(path: &Path) -> Result<DiskFormat, String> {
     } else {
         DiskFormat::Raw
     })
-}
-
-/// Creates a sparse disk of `size` bytes, or grows a smaller one; never shrinks.
-fn ensure_disk(path: &Path, size: u64) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    if f.metadata()?.len() < size {
-        f.set_len(size)?;
-    }
-    Ok(())
 }
 
 /// The host's memory in bytes, from /proc/meminfo.

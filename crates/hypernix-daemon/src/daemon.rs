@@ -5,7 +5,8 @@
 //! 1. type, validate and resolve the new configuration (any error: nothing changes);
 //! 2. resolve the configuration applied last (kept in the store) and plan between them;
 //! 3. write the new configuration and every unit's desired state in one transaction;
-//! 4. send each unit's task what the plan says: create, destroy, restart or update live.
+//! 4. open the storage engine if tiers were configured (see [`crate::storage`]);
+//! 5. send each unit's task what the plan says: create, destroy, restart or update live.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use crate::error::DaemonError;
 use crate::layout::Layout;
 use crate::model::{Desired, Observed, Power, UnitStatus};
 use crate::security::Guard;
+use crate::storage::StorageEngine;
 use crate::unit::{Command, UnitHandle};
 use hypernix_vmm::TestGuest;
 
@@ -74,6 +76,7 @@ pub struct Shared {
     accel: Accel,
     test_guest: OnceCell<Result<TestGuest, String>>,
     units: Mutex<BTreeMap<String, UnitHandle>>,
+    storage: StorageEngine,
 }
 
 impl Shared {
@@ -149,7 +152,7 @@ impl Shared {
         } else {
             None
         };
-        build::vm_spec(name, spec, &self.layout, self.accel, || {
+        build::vm_spec(name, spec, &self.layout, &self.storage, self.accel, || {
             guest.unwrap_or_else(|| Err("no test guest".into()))
         })
     }
@@ -170,7 +173,8 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the state directory, connects the event bus (`nats_url` forces NATS
     /// JetStream; otherwise `hypervisor.events` of the configuration applied last), probes
-    /// the accelerator and starts a task per stored unit.
+    /// the accelerator, opens the storage engine of that configuration and starts a task
+    /// per stored unit.
     pub async fn open(
         layout: Layout,
         listen: SocketAddr,
@@ -190,7 +194,10 @@ impl Daemon {
         let guard = Guard::open(
             &layout,
             store.clone(),
-            &applied.map(|c| c.hypervisor.security).unwrap_or_default(),
+            &applied
+                .as_ref()
+                .map(|c| c.hypervisor.security.clone())
+                .unwrap_or_default(),
         )?;
         let bus: Arc<dyn EventBus> = match (nats_url, events.bus) {
             (None, Bus::Embedded) => Arc::new(EmbeddedBus::new(store.clone())),
@@ -215,7 +222,14 @@ impl Daemon {
             accel,
             test_guest: OnceCell::new(),
             units: Mutex::new(BTreeMap::new()),
+            storage: StorageEngine::default(),
         });
+        if let Some(config) = &applied {
+            let s = &shared;
+            s.storage
+                .configure(&config.hypervisor.storage, &s.layout, &s.bus)
+                .await;
+        }
         let observed: BTreeMap<String, Value> =
             shared.store.list(Table::Observed)?.into_iter().collect();
         for (name, desired) in shared.store.list(Table::Desired)? {
@@ -274,10 +288,46 @@ impl Daemon {
     }
 
     fn resolve(raw: Map<String, Value>) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
+        Self::resolve_config(raw).map(|(_, units)| units)
+    }
+
+    fn resolve_config(
+        raw: Map<String, Value>,
+    ) -> Result<(Config, BTreeMap<String, ResolvedUnit>), DaemonError> {
         let config = Config::from_raw(raw, vec![])
             .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))?;
-        hypernix_compute::resolve_all(&config)
-            .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))
+        let units = hypernix_compute::resolve_all(&config)
+            .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))?;
+        Ok((config, units))
+    }
+
+    /// The storage engine (tiers, volumes, heat, placement).
+    pub fn storage(&self) -> &StorageEngine {
+        &self.shared.storage
+    }
+
+    /// Removes a volume for good, unless a unit of the applied configuration uses it.
+    pub fn delete_volume(&self, volume: &str) -> Result<(), DaemonError> {
+        for (unit, resolved) in self.applied()? {
+            if let Some(d) = resolved
+                .settings
+                .storage
+                .iter()
+                .find(|d| crate::storage::volume_name(&unit, &d.name) == volume)
+            {
+                return Err(DaemonError::Unit {
+                    unit,
+                    message: format!(
+                        "its disk {} is volume {volume}; remove the disk (or the unit) from                          the configuration first",
+                        d.name
+                    ),
+                });
+            }
+        }
+        self.shared
+            .storage
+            .remove_volume(volume)
+            .map_err(DaemonError::Storage)
     }
 
     fn applied(&self) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
@@ -337,12 +387,10 @@ impl Daemon {
     /// Applies a configuration: every configured unit should run.
     pub async fn apply(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
         let _one_at_a_time = self.apply_lock.lock().await;
-        let new = Self::resolve(raw.clone())?;
-        if let Ok(config) = Config::from_raw(raw.clone(), vec![]) {
-            self.guard
-                .configure(&config.hypervisor.security)
-                .map_err(|e| DaemonError::Config(vec![format!("security: {e}")]))?;
-        }
+        let (config, new) = Self::resolve_config(raw.clone())?;
+        self.guard
+            .configure(&config.hypervisor.security)
+            .map_err(|e| DaemonError::Config(vec![format!("security: {e}")]))?;
         let old = self.applied().unwrap_or_default();
         let plan = plan(&old, &new);
         let actions: BTreeMap<&str, Action> = plan
@@ -383,6 +431,10 @@ impl Daemon {
             });
         }
         self.shared.store.transact(ops).map_err(store)?;
+        let s = &self.shared;
+        s.storage
+            .configure(&config.hypervisor.storage, &s.layout, &s.bus)
+            .await;
         for change in &plan.units {
             let payload = serde_json::to_value(change).unwrap_or_default();
             self.shared

@@ -19,6 +19,9 @@ pub enum DaemonError {
         /// What went wrong and what to do.
         message: String,
     },
+    /// The storage engine could not do it.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),

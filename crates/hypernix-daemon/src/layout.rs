@@ -4,7 +4,9 @@
 //! STATE/state.redb          desired and observed state, event log
 //! STATE/daemon.log          the daemon's log when started by `hypernix up`
 //! STATE/units/NAME/         a unit's run directory (QMP, console, pidfile; see hypernix-vmm)
-//! STATE/disks/NAME/DISK.raw a unit's disks (sparse)
+//! STATE/disks/NAME/DISK.raw a unit's disks (sparse) when no storage tiers are configured
+//! STATE/storage/            the tiered store: extent map, tier files without a location
+//! STATE/run/nbd.sock        the store's NBD socket (export = volume `UNIT.DISK`)
 //! STATE/images/test-guest/  the built-in test guest (kernel and initramfs)
 //! STATE/caps/               root keys (0600), the root credential `root.token` (0600)
 //! STATE/audit.log           the hash-chained audit log
@@ -86,6 +88,16 @@ impl Layout {
     /// The audit log.
     pub fn audit_log(&self) -> PathBuf {
         self.root.join("audit.log")
+    }
+
+    /// The tiered store's directory.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
+    /// The unix socket the store is served on over NBD.
+    pub fn nbd_socket(&self) -> PathBuf {
+        self.root.join("run").join("nbd.sock")
     }
 
     /// The image cache.

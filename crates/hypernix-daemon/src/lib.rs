@@ -11,6 +11,7 @@ pub mod error;
 pub mod layout;
 pub mod model;
 pub mod security;
+pub mod storage;
 mod unit;
 
 pub use daemon::{Daemon, Health};

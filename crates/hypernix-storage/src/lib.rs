@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod error;
+mod extents;
 mod fsck;
 pub mod heat;
 mod io;
@@ -23,6 +24,7 @@ mod tier;
 
 pub use config::{Demote, Promote, StoreConfig, TierMedium, TierSpec};
 pub use error::{ErrorKind, StorageError};
+pub use extents::ExtentHeat;
 pub use fsck::FsckReport;
 pub use heat::HeatMap;
 pub use map::FORMAT;

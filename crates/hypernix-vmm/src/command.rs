@@ -96,6 +96,9 @@ pub fn qemu_args(spec: &VmSpec, run: &RunDir) -> Vec<String> {
     args.0
 }
 
+/// Seconds an NBD disk's requests wait for its server to come back before failing.
+const NBD_RECONNECT_SECS: u32 = 30;
+
 fn disk_args(args: &mut Args, index: usize, disk: &Disk, boots: bool) {
     let node = disk_node(index);
     let ro = if disk.read_only { "on" } else { "off" };
@@ -107,9 +110,12 @@ fn disk_args(args: &mut Args, index: usize, disk: &Disk, boots: bool) {
             ),
             format.driver(),
         ),
+        // While the server restarts, requests wait for the reconnection (up to
+        // NBD_RECONNECT_SECS) instead of failing in the guest.
         DiskSource::Nbd { socket, export } => (
             format!(
-                "driver=nbd,node-name={node}-file,server.type=unix,server.path={},export={},read-only={ro}",
+                "driver=nbd,node-name={node}-file,server.type=unix,server.path={},export={},\
+                 reconnect-delay={NBD_RECONNECT_SECS},read-only={ro}",
                 opt(&path(socket)),
                 opt(export),
             ),
@@ -291,7 +297,7 @@ mod tests {
                 "driver=file,node-name=disk0-file,filename=/img/a.qcow2,read-only=off",
                 "driver=qcow2,node-name=disk0,file=disk0-file,read-only=off",
                 "driver=nbd,node-name=disk1-file,server.type=unix,server.path=/run/nbd.sock,\
-                 export=vol,,1,read-only=on",
+                 export=vol,,1,reconnect-delay=30,read-only=on",
                 "driver=raw,node-name=disk1,file=disk1-file,read-only=on",
             ]
         );
