@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod error;
 mod fsck;
@@ -17,7 +18,9 @@ pub mod heat;
 mod io;
 mod map;
 pub mod nbd;
+mod options;
 pub mod placement;
+pub mod replay;
 mod store;
 mod tier;
 
@@ -26,5 +29,6 @@ pub use error::{ErrorKind, StorageError};
 pub use fsck::FsckReport;
 pub use heat::HeatMap;
 pub use map::FORMAT;
+pub use options::{CacheSpec, CacheWrite, StoreOptions};
 pub use placement::{Move, PlacementReport};
 pub use store::{Run, Store, TierStats, VolumeInfo, check_volume_name};

@@ -20,9 +20,78 @@
 
 use serde::Serialize;
 
+use crate::config::{Demote, Promote};
 use crate::error::StorageError;
+use crate::heat::HeatMap;
 use crate::map::Op;
 use crate::store::{State, Store};
+
+/// One tier as the planner sees it: its policies and its free slots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlanTier {
+    /// Promotion into this tier.
+    pub promote: Option<Promote>,
+    /// Demotion out of this tier.
+    pub demote: Option<Demote>,
+    /// Free slots.
+    pub room: u64,
+}
+
+/// Plans one round (steps 1-3) over `extents`, each (key, position in `tiers`, fastest
+/// first); returns (key, from, to) positions. The store and the trace replay share it.
+pub(crate) fn plan(
+    extents: impl Iterator<Item = ((u64, u64), usize)>,
+    tiers: Vec<PlanTier>,
+    heat: &HeatMap,
+    now: u32,
+    granularity: u64,
+) -> Vec<((u64, u64), usize, usize)> {
+    let hottest = heat.hottest(now);
+    let mut room: Vec<u64> = tiers.iter().map(|t| t.room).collect();
+    let mut demotions = Vec::new();
+    let mut promotions = Vec::new();
+    for (key, pos) in extents {
+        let count = heat.count(key, now);
+        let score = if hottest > 0.0 { count / hottest } else { 0.0 };
+        let idle = u64::from(heat.idle(key, now).unwrap_or(now));
+        if let Some(d) = tiers[pos].demote
+            && pos + 1 < tiers.len()
+            && idle >= d.idle.as_secs()
+            && score <= d.score
+        {
+            demotions.push((key, pos, pos + 1));
+        } else if pos > 0
+            && let Some(p) = tiers[pos - 1].promote
+            && count >= p.count
+            && score >= p.score
+        {
+            promotions.push((count, key, pos, pos - 1));
+        }
+    }
+    let mut planned = Vec::new();
+    demotions.sort();
+    for (key, from, to) in demotions {
+        if room[to] > 0 {
+            room[to] -= 1;
+            room[from] += 1;
+            planned.push((key, from, to));
+        }
+    }
+    promotions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut batch: Vec<u64> = tiers
+        .iter()
+        .map(|t| t.promote.map_or(0, |p| p.batch))
+        .collect();
+    for (_, key, from, to) in promotions {
+        if room[to] > 0 && batch[to] >= granularity {
+            room[to] -= 1;
+            room[from] += 1;
+            batch[to] -= granularity;
+            planned.push((key, from, to));
+        }
+    }
+    planned
+}
 
 /// One planned move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,64 +127,25 @@ impl Store {
     pub fn plan_moves(&self) -> Vec<Move> {
         let st = self.lock();
         let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.now();
-        let hottest = heat.hottest(now);
         let usable = self.usable(&st);
         let names: std::collections::HashMap<u64, &str> =
             st.volumes.iter().map(|(n, v)| (v.id, n.as_str())).collect();
-        let mut room: Vec<u64> = usable
+        let tiers: Vec<PlanTier> = usable
             .iter()
             .map(|&i| {
                 let t = &st.tiers[i];
-                t.free.len() as u64 + (t.slots - t.high_water.min(t.slots))
+                PlanTier {
+                    promote: t.spec.promote,
+                    demote: t.spec.demote,
+                    room: t.free.len() as u64 + (t.slots - t.high_water.min(t.slots)),
+                }
             })
             .collect();
-        let mut demotions = Vec::new();
-        let mut promotions = Vec::new();
-        for (&key, &(tid, _)) in &st.extents {
-            let Some(pos) = usable.iter().position(|&i| st.tiers[i].id == tid) else {
-                continue;
-            };
-            let count = heat.count(key, now);
-            let score = if hottest > 0.0 { count / hottest } else { 0.0 };
-            let idle = u64::from(heat.idle(key, now).unwrap_or(now));
-            if let Some(d) = st.tiers[usable[pos]].spec.demote
-                && pos + 1 < usable.len()
-                && idle >= d.idle.as_secs()
-                && score <= d.score
-            {
-                demotions.push((key, pos, pos + 1));
-            } else if pos > 0
-                && let Some(p) = st.tiers[usable[pos - 1]].spec.promote
-                && count >= p.count
-                && score >= p.score
-            {
-                promotions.push((count, key, pos, pos - 1));
-            }
-        }
-        let mut planned = Vec::new();
-        demotions.sort();
-        for (key, from, to) in demotions {
-            if room[to] > 0 {
-                room[to] -= 1;
-                room[from] += 1;
-                planned.push((key, from, to));
-            }
-        }
-        promotions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut batch: Vec<u64> = usable
-            .iter()
-            .map(|&i| st.tiers[i].spec.promote.map_or(0, |p| p.batch))
-            .collect();
-        for (_, key, from, to) in promotions {
-            if room[to] > 0 && batch[to] >= self.granularity {
-                room[to] -= 1;
-                room[from] += 1;
-                batch[to] -= self.granularity;
-                planned.push((key, from, to));
-            }
-        }
-        planned
+        let extents = st.extents.iter().filter_map(|(&key, &(tid, _))| {
+            let pos = usable.iter().position(|&i| st.tiers[i].id == tid)?;
+            Some((key, pos))
+        });
+        plan(extents, tiers, &heat, self.now(), self.granularity)
             .into_iter()
             .map(|(key, from, to)| Move {
                 volume: names.get(&key.0).copied().unwrap_or("?").to_owned(),

@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hypernix_config::Size;
+use std::io::IsTerminal;
+
+use hypernix_config::schema::storage::Storage;
+use hypernix_config::{Duration, Size};
+use hypernix_storage::cache::PolicyKind;
 use hypernix_storage::nbd::NbdServer;
-use hypernix_storage::{Store, StoreConfig};
+use hypernix_storage::replay::{self, ReplaySetup};
+use hypernix_storage::{Store, StoreConfig, StoreOptions, TierMedium, TierSpec};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::OutputArgs;
 use crate::output::{self, table};
@@ -44,6 +50,38 @@ pub enum StorageCommand {
         #[arg(long)]
         tcp: Option<String>,
     },
+    /// Replay a block trace through the heat map, the memory-tier cache and the placement
+    /// engine in simulated time; print per-tier hit ratios beside LRU and ARC.
+    Replay(ReplayArgs),
+}
+
+/// `hypernix storage replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace: lines of `start count ...` (512-byte blocks), zstd-compressed if `.zst`.
+    pub trace: PathBuf,
+    /// Configuration files whose `hypervisor.storage` gives the tiers (default: a memory
+    /// tier over one disk tier).
+    #[arg(long = "config")]
+    pub config: Vec<PathBuf>,
+    /// Memory-tier capacity in pages (one page stands for one extent); overrides the
+    /// configuration.
+    #[arg(long)]
+    pub tier0: Option<usize>,
+    /// The memory tier's policy: lru, arc or tinylfu (default: the configuration's).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Heat half-life in simulated time, e.g. 2h (default: storage.fabric.heatMap.halfLife).
+    #[arg(long)]
+    pub half_life: Option<String>,
+    /// Page requests per simulated second.
+    #[arg(long, default_value_t = 1)]
+    pub rate: u64,
+    /// Simulated seconds between placement rounds.
+    #[arg(long, default_value_t = 60)]
+    pub round: u32,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// `hypernix storage volume …`.
@@ -104,11 +142,7 @@ impl StoreArgs {
         let config = if self.config.is_empty() {
             StoreConfig::single_disk(1 << 40)
         } else {
-            let loaded = hypernix_config::load_paths(&self.config).map_err(|e| {
-                let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!("{}", lines.join("\n"))
-            })?;
-            StoreConfig::from_config(&loaded.hypervisor.storage)?
+            StoreConfig::from_config(&load_storage(&self.config)?)?
         };
         Store::open(&self.store_dir, &config).with_context(|| {
             format!(
@@ -176,7 +210,108 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             })
         }
         StorageCommand::Serve { store, socket, tcp } => serve(&store, socket.as_deref(), tcp),
+        StorageCommand::Replay(args) => replay(&args),
     }
+}
+
+fn policy(name: &str) -> anyhow::Result<PolicyKind> {
+    Ok(match name {
+        "lru" => PolicyKind::Lru,
+        "arc" => PolicyKind::Arc,
+        "tinylfu" => PolicyKind::Tinylfu,
+        other => anyhow::bail!("cache policy {other:?} is not implemented; use lru, arc or tinylfu"),
+    })
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (config, configured) = if args.config.is_empty() {
+        let mut c = StoreConfig::single_disk(1 << 40);
+        c.tiers.insert(
+            0,
+            TierSpec {
+                name: "memory".into(),
+                level: 0,
+                medium: TierMedium::Memory,
+                capacity: 1000 * c.granularity,
+                promote: None,
+                demote: None,
+            },
+        );
+        (c, PolicyKind::Tinylfu)
+    } else {
+        let storage = load_storage(&args.config)?;
+        let options = StoreOptions::from_config(&storage)?;
+        (StoreConfig::from_config(&storage)?, options.cache.policy)
+    };
+    let policy = args.policy.as_deref().map_or(Ok(configured), policy)?;
+    let mut setup = ReplaySetup::from_store_config(&config, policy).ok_or_else(|| {
+        anyhow::anyhow!(
+            "storage.tiers needs a memory tier (the cache) and a directory tier to replay a trace"
+        )
+    })?;
+    if let Some(pages) = args.tier0 {
+        anyhow::ensure!(pages > 0, "--tier0 must be at least 1 page");
+        setup.cache.1 = pages;
+    }
+    if let Some(h) = &args.half_life {
+        let d: Duration = h
+            .parse()
+            .map_err(|()| anyhow::anyhow!("--half-life {h:?} is not a duration; write it like 90m or 2h"))?;
+        anyhow::ensure!(!d.std().is_zero(), "--half-life must be longer than 0");
+        setup.half_life = d.std().as_secs_f64();
+    }
+    setup.rate = args.rate.max(1);
+    setup.round = args.round.max(1);
+    let trace = replay::trace::read(&args.trace)?;
+    let bar = progress(&args.trace.display().to_string());
+    let report = replay::replay(&setup, &trace, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    if args.out.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} page requests, {} distinct pages, {} simulated seconds, {} moves; memory tier policy {:?}",
+        report.requests, report.unique_pages, report.simulated_secs, report.moves, report.policy
+    );
+    let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+    let mut t = table(["TIER", "CAPACITY", "HIT RATIO", "THIS OR FASTER", "LRU", "ARC"]);
+    for tier in report.tiers {
+        t.add_row([
+            tier.name,
+            tier.capacity.map_or("(rest)".into(), |c| c.to_string()),
+            pct(Some(tier.hit_ratio)),
+            pct(Some(tier.cumulative)),
+            pct(tier.lru),
+            pct(tier.arc),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar of page requests on stderr, hidden when stderr is not a terminal.
+fn progress(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pages eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn load_storage(paths: &[PathBuf]) -> anyhow::Result<Storage> {
+    let loaded = hypernix_config::load_paths(paths).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    Ok(loaded.hypervisor.storage)
 }
 
 fn volume(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
