@@ -12,11 +12,13 @@
 
 pub mod cache;
 pub mod config;
+mod counters;
 pub mod error;
 mod fsck;
 pub mod heat;
 mod io;
 mod map;
+mod memcache;
 pub mod nbd;
 mod options;
 pub mod placement;

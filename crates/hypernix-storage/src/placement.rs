@@ -201,6 +201,7 @@ impl Store {
             return Err(e);
         }
         st.extents.insert(key, (dst_id, slot));
+        crate::counters::Counters::bump(&self.counters.moves_in, dst);
         let src = st.tiers.iter().position(|t| t.id == src_id).unwrap_or(0);
         st.tiers[src].free.insert(src_slot);
         st.tiers[src].data.discard(src_slot)?;

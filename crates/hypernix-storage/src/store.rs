@@ -14,9 +14,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{StoreConfig, TierMedium, TierSpec};
+use crate::counters::Counters;
 use crate::error::StorageError;
 use crate::heat::HeatMap;
 use crate::map::{FORMAT, Map, Op};
+use crate::memcache::MemCache;
+use crate::options::StoreOptions;
 use crate::tier::TierData;
 
 /// A volume as listed.
@@ -43,8 +46,15 @@ pub struct TierStats {
     pub capacity: u64,
     /// Bytes in use by extents.
     pub used: u64,
-    /// Extents it holds.
+    /// Extents it holds (a memory tier of a durable store: extents cached).
     pub extents: u64,
+    /// Extent reads it served (a memory tier of a durable store: cache hits), saved now
+    /// and then while a server runs.
+    pub reads: u64,
+    /// `reads` over the extent reads of all tiers (0 before any read).
+    pub hit_ratio: f64,
+    /// Extents the placement engine moved into it.
+    pub moves_in: u64,
 }
 
 /// A run of a volume with the same allocation state.
@@ -80,6 +90,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The index of tier `id` in `tiers`.
+    pub fn index(&self, id: u8) -> usize {
+        self.tiers.iter().position(|t| t.id == id).unwrap_or(0)
+    }
+
     pub fn tier(&self, id: u8) -> &TierState {
         // Every mapped tier id was checked against the tiers at open.
         let i = self.tiers.iter().position(|t| t.id == id).unwrap_or(0);
@@ -98,6 +113,8 @@ pub struct Store {
     pub(crate) heat: Mutex<HeatMap>,
     pub(crate) epoch: Instant,
     pub(crate) clock_offset: AtomicU64,
+    pub(crate) cache: Option<Mutex<MemCache>>,
+    pub(crate) counters: Counters,
 }
 
 /// Checks that `name` can be a volume and an NBD export name.
@@ -122,23 +139,39 @@ fn tier_path(dir: &Path, spec: &TierSpec) -> PathBuf {
 }
 
 impl Store {
-    /// Opens the store in `dir` (creating it), with the tiers of `config`.
+    /// Opens the store in `dir` (creating it), with the tiers of `config` and default
+    /// [`StoreOptions`] (a memory tier becomes a W-TinyLFU read cache).
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StorageError> {
+        Store::open_with(dir, config, &StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` (creating it), with the tiers of `config` and `options`.
+    pub fn open_with(
+        dir: &Path,
+        config: &StoreConfig,
+        options: &StoreOptions,
+    ) -> Result<Store, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::TierIo {
             tier: "(store)".into(),
             path: dir.into(),
             source,
         })?;
         let map = Map::open(&dir.join("map.redb"))?;
-        Store::build(map, config, Some(dir))
+        Store::build(map, config, Some(dir), Some(options))
     }
 
     /// An ephemeral store in RAM: every tier is a memory tier; nothing survives a restart.
     pub fn ephemeral(config: &StoreConfig) -> Result<Store, StorageError> {
-        Store::build(Map::memory()?, config, None)
+        Store::build(Map::memory()?, config, None, None)
     }
 
-    fn build(map: Map, config: &StoreConfig, dir: Option<&Path>) -> Result<Store, StorageError> {
+    /// Builds the store; `options` is `None` for an ephemeral store (no cache).
+    fn build(
+        map: Map,
+        config: &StoreConfig,
+        dir: Option<&Path>,
+        options: Option<&StoreOptions>,
+    ) -> Result<Store, StorageError> {
         let g = config.granularity;
         let loaded = map.load()?;
         let incompatible = |reason: String| StorageError::Incompatible {
@@ -230,6 +263,25 @@ impl Store {
             .map(|(name, (id, size))| (name, Volume { id, size }))
             .collect();
         let next_volume = loaded.meta.get("next_volume").copied().unwrap_or(1);
+        if let Some(o) = options
+            && o.cache.capacity.is_some()
+            && tiers.iter().all(|t| t.data.durable())
+        {
+            return Err(StorageError::Config(
+                "storage.fabric.caching.layers has a memory layer but storage.tiers has no \
+                 memory tier for it; add a tier with a memory provider"
+                    .into(),
+            ));
+        }
+        let cache = options.and_then(|o| {
+            let tier = tiers.iter().position(|t| !t.data.durable())?;
+            let capacity = o.cache.capacity.unwrap_or(tiers[tier].spec.capacity) / g;
+            (capacity > 0).then(|| Mutex::new(MemCache::new(&o.cache, tier, capacity)))
+        });
+        let counters = Counters::new(
+            tiers.iter().map(|t| t.spec.name.clone()).collect(),
+            &loaded.counters,
+        );
         Ok(Store {
             state: RwLock::new(State {
                 volumes,
@@ -245,6 +297,8 @@ impl Store {
             heat: Mutex::new(HeatMap::new(config.half_life.as_secs_f64())),
             epoch: Instant::now(),
             clock_offset: AtomicU64::new(0),
+            cache,
+            counters,
         })
     }
 
@@ -370,6 +424,7 @@ impl Store {
             if let Some(&(t, slot)) = st.extents.get(&(id, idx)) {
                 let tail = vec![0u8; (g - size % g) as usize];
                 st.tier(t).data.write(slot, size % g, &tail)?;
+                self.cache_written((id, idx), size % g, &tail);
                 st.tier(t).data.sync()?;
             }
         }
@@ -406,6 +461,7 @@ impl Store {
         self.map.commit(ops)?;
         for (key, t, s) in freed {
             st.extents.remove(&key);
+            self.cache_drop(key);
             let i = st.tiers.iter().position(|x| x.id == t).unwrap_or(0);
             st.tiers[i].free.insert(s);
             st.tiers[i].data.discard(s)?;
@@ -413,26 +469,49 @@ impl Store {
         Ok(())
     }
 
-    /// Per-tier usage, fastest first.
+    /// Per-tier usage, reads and moves, fastest first.
     pub fn tier_stats(&self) -> Vec<TierStats> {
         let st = self.shared();
         let mut count: HashMap<u8, u64> = HashMap::new();
         for &(t, _) in st.extents.values() {
             *count.entry(t).or_default() += 1;
         }
+        let cache = self.cache.as_ref().map(|c| {
+            let c = c.lock().unwrap_or_else(|e| e.into_inner());
+            (c.tier, c.len(), c.capacity)
+        });
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let reads: Vec<u64> = self.counters.served.iter().map(load).collect();
+        let total: u64 = reads.iter().sum();
         st.tiers
             .iter()
-            .map(|t| {
-                let extents = count.get(&t.id).copied().unwrap_or(0);
+            .enumerate()
+            .map(|(i, t)| {
+                let (extents, slots) = match cache {
+                    Some((tier, len, capacity)) if tier == i => (len, capacity),
+                    _ => (count.get(&t.id).copied().unwrap_or(0), t.slots),
+                };
                 TierStats {
                     name: t.spec.name.clone(),
                     level: t.spec.level,
                     durable: t.data.durable(),
-                    capacity: t.slots * self.granularity,
+                    capacity: slots * self.granularity,
                     used: extents * self.granularity,
                     extents,
+                    reads: reads[i],
+                    hit_ratio: if total == 0 {
+                        0.0
+                    } else {
+                        reads[i] as f64 / total as f64
+                    },
+                    moves_in: load(&self.counters.moves_in[i]),
                 }
             })
             .collect()
+    }
+
+    /// Saves the read, move and cache counters to the map (a flush does so every 10 s).
+    pub fn save_counters(&self) -> Result<(), StorageError> {
+        self.map.commit(&self.counters.ops())
     }
 }

@@ -62,10 +62,7 @@ mod tests {
     fn evicts_the_least_recently_used() {
         // Capacity 2: 1 2 1 3 (evicts 2) 2 (miss, evicts 1) 1 (miss) 3 (miss).
         let mut c = Lru::new(2);
-        assert_eq!(
-            run(&mut c, &[1, 2, 1, 3, 2, 1, 3]),
-            "MMHMMMM".to_string()
-        );
+        assert_eq!(run(&mut c, &[1, 2, 1, 3, 2, 1, 3]), "MMHMMMM".to_string());
         let mut c = Lru::new(2);
         assert_eq!(run(&mut c, &[1, 2, 1, 2, 3, 2]), "MMHHMH");
     }

@@ -71,7 +71,10 @@ pub const TINYLFU_WINDOW_PERCENT: f64 = 20.0;
 
 impl PolicyKind {
     /// A new, empty cache of this policy holding `capacity` keys.
-    pub fn build<K: Hash + Eq + Copy + Send + 'static>(self, capacity: usize) -> Box<dyn Policy<K>> {
+    pub fn build<K: Hash + Eq + Copy + Send + 'static>(
+        self,
+        capacity: usize,
+    ) -> Box<dyn Policy<K>> {
         match self {
             PolicyKind::Lru => Box::new(Lru::new(capacity)),
             PolicyKind::Arc => Box::new(Arc::new(capacity)),
@@ -84,6 +87,12 @@ impl PolicyKind {
 #[cfg(test)]
 fn run<P: Policy<u32>>(cache: &mut P, keys: &[u32]) -> String {
     keys.iter()
-        .map(|&k| if cache.access(k, &|_| 0.0).hit { 'H' } else { 'M' })
+        .map(|&k| {
+            if cache.access(k, &|_| 0.0).hit {
+                'H'
+            } else {
+                'M'
+            }
+        })
         .collect()
 }

@@ -122,7 +122,13 @@ pub fn replay(
         .tiers
         .iter()
         .enumerate()
-        .map(|(i, t)| if i + 1 < durable { t.capacity / g } else { u64::MAX })
+        .map(|(i, t)| {
+            if i + 1 < durable {
+                t.capacity / g
+            } else {
+                u64::MAX
+            }
+        })
         .collect();
     let first = setup
         .tiers
@@ -140,7 +146,9 @@ pub fn replay(
             heat.record(key, now, false);
             let outcome = cache.access(key, &|k| heat.count(*k, now));
             let pos = *placed.entry(key).or_insert_with(|| {
-                let pos = (first..durable).find(|&i| room[i] > 0).unwrap_or(durable - 1);
+                let pos = (first..durable)
+                    .find(|&i| room[i] > 0)
+                    .unwrap_or(durable - 1);
                 room[pos] = room[pos].saturating_sub(1);
                 pos
             });
@@ -180,7 +188,13 @@ pub fn replay(
         }
     }
     progress(done, total);
-    let ratio = |n: u64| if total == 0 { 0.0 } else { n as f64 / total as f64 };
+    let ratio = |n: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
     let mut names = vec![setup.cache.0.clone()];
     names.extend(setup.tiers.iter().map(|t| t.name.clone()));
     let mut acc = 0;

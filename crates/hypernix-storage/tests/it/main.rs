@@ -1,9 +1,11 @@
 //! The integration tests of hypernix-storage, one binary.
 
 mod bad_input;
+mod cache;
 mod clients;
 mod config;
 mod durability;
 mod kit;
 mod placement;
+mod replay;
 mod store;

@@ -25,7 +25,8 @@ pub enum StorageCommand {
     /// Create, list, remove and resize volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
-    /// Per tier: level, capacity, bytes used, extents.
+    /// Per tier: level, capacity, bytes used, extents, reads served and hit ratio (a memory
+    /// tier is the read cache: its hits), extents moved in.
     Stats {
         #[command(flatten)]
         store: StoreArgs,
@@ -139,12 +140,16 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn open(&self) -> anyhow::Result<Store> {
-        let config = if self.config.is_empty() {
-            StoreConfig::single_disk(1 << 40)
+        let (config, options) = if self.config.is_empty() {
+            (StoreConfig::single_disk(1 << 40), StoreOptions::default())
         } else {
-            StoreConfig::from_config(&load_storage(&self.config)?)?
+            let storage = load_storage(&self.config)?;
+            (
+                StoreConfig::from_config(&storage)?,
+                StoreOptions::from_config(&storage)?,
+            )
         };
-        Store::open(&self.store_dir, &config).with_context(|| {
+        Store::open_with(&self.store_dir, &config, &options).with_context(|| {
             format!(
                 "opening the store in {}; if `hypernix storage serve` runs on it, stop it or pass another --store-dir",
                 self.store_dir.display()
@@ -168,7 +173,17 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
             if out.json {
                 output::json(&stats)?;
             } else {
-                let mut t = table(["TIER", "LEVEL", "DURABLE", "CAPACITY", "USED", "EXTENTS"]);
+                let mut t = table([
+                    "TIER",
+                    "LEVEL",
+                    "DURABLE",
+                    "CAPACITY",
+                    "USED",
+                    "EXTENTS",
+                    "READS",
+                    "HIT RATIO",
+                    "MOVES IN",
+                ]);
                 for s in stats {
                     t.add_row([
                         s.name,
@@ -177,6 +192,9 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
                         Size(s.capacity).to_string(),
                         Size(s.used).to_string(),
                         s.extents.to_string(),
+                        s.reads.to_string(),
+                        format!("{:.1}%", s.hit_ratio * 100.0),
+                        s.moves_in.to_string(),
                     ]);
                 }
                 println!("{t}");
@@ -219,7 +237,9 @@ fn policy(name: &str) -> anyhow::Result<PolicyKind> {
         "lru" => PolicyKind::Lru,
         "arc" => PolicyKind::Arc,
         "tinylfu" => PolicyKind::Tinylfu,
-        other => anyhow::bail!("cache policy {other:?} is not implemented; use lru, arc or tinylfu"),
+        other => {
+            anyhow::bail!("cache policy {other:?} is not implemented; use lru, arc or tinylfu")
+        }
     })
 }
 
@@ -254,9 +274,9 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         setup.cache.1 = pages;
     }
     if let Some(h) = &args.half_life {
-        let d: Duration = h
-            .parse()
-            .map_err(|()| anyhow::anyhow!("--half-life {h:?} is not a duration; write it like 90m or 2h"))?;
+        let d: Duration = h.parse().map_err(|()| {
+            anyhow::anyhow!("--half-life {h:?} is not a duration; write it like 90m or 2h")
+        })?;
         anyhow::ensure!(!d.std().is_zero(), "--half-life must be longer than 0");
         setup.half_life = d.std().as_secs_f64();
     }
@@ -278,7 +298,14 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         report.requests, report.unique_pages, report.simulated_secs, report.moves, report.policy
     );
     let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
-    let mut t = table(["TIER", "CAPACITY", "HIT RATIO", "THIS OR FASTER", "LRU", "ARC"]);
+    let mut t = table([
+        "TIER",
+        "CAPACITY",
+        "HIT RATIO",
+        "THIS OR FASTER",
+        "LRU",
+        "ARC",
+    ]);
     for tier in report.tiers {
         t.add_row([
             tier.name,
@@ -299,7 +326,8 @@ fn progress(what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pages eta {eta}") {
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pages eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -364,7 +392,8 @@ fn serve(
         socket.is_some() || tcp.is_some(),
         "nothing to listen on; pass --socket PATH and/or --tcp 127.0.0.1:10809"
     );
-    let server = NbdServer::new(Arc::new(store.open()?));
+    let opened = Arc::new(store.open()?);
+    let server = NbdServer::new(opened.clone());
     let runtime = hypernix_storage::nbd::runtime()?;
     runtime.block_on(async {
         let unix = match socket {
@@ -396,5 +425,6 @@ fn serve(
         }
         anyhow::Ok(())
     })?;
+    opened.save_counters()?;
     Ok(ExitCode::SUCCESS)
 }
