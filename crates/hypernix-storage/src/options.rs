@@ -1,10 +1,13 @@
 //! The store's view of `hypervisor.storage.fabric`: the memory-tier cache, kept apart from
 //! [`crate::StoreConfig`] so that adding engine settings never changes the tier layout.
 
-use hypernix_config::schema::storage::{CacheLocation, CachePolicy, Storage, WritePolicy};
+use hypernix_config::schema::storage::{
+    CacheLocation, CachePolicy, HeatAlgorithm, Storage, WritePolicy,
+};
 
 use crate::cache::PolicyKind;
 use crate::error::StorageError;
+use crate::heat::MAX_WINDOWS;
 
 /// What a write does to an extent the memory cache holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub struct CacheSpec {
 pub struct StoreOptions {
     /// The memory-tier cache.
     pub cache: CacheSpec,
+    /// Heat time windows in seconds (`heatMap.timeWindows`).
+    pub windows: Vec<u32>,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +47,7 @@ impl Default for StoreOptions {
                 policy: PolicyKind::Tinylfu,
                 write: CacheWrite::Through,
             },
+            windows: vec![3_600, 86_400, 7 * 86_400, 30 * 86_400],
         }
     }
 }
@@ -50,6 +56,29 @@ impl StoreOptions {
     /// Reads `storage.fabric`; settings this build cannot honour are errors.
     pub fn from_config(storage: &Storage) -> Result<StoreOptions, StorageError> {
         let mut options = StoreOptions::default();
+        let heat = &storage.fabric.heat_map;
+        if heat.algorithm == HeatAlgorithm::SlidingWindow {
+            return Err(StorageError::Config(
+                "storage.fabric.heatMap.algorithm: sliding-window is not implemented as the \
+                 placement signal; use exponential-decay (timeWindows are counted beside it)"
+                    .into(),
+            ));
+        }
+        if heat.time_windows.len() > MAX_WINDOWS {
+            return Err(StorageError::Config(format!(
+                "storage.fabric.heatMap.timeWindows: {} windows, at most {MAX_WINDOWS} are kept; drop some",
+                heat.time_windows.len()
+            )));
+        }
+        options.windows = Vec::new();
+        for (i, w) in heat.time_windows.iter().enumerate() {
+            let secs = u32::try_from(w.std().as_secs()).ok().filter(|&s| s > 0);
+            options.windows.push(secs.ok_or_else(|| {
+                StorageError::Config(format!(
+                    "storage.fabric.heatMap.timeWindows.{i}: use 1s to 136 years"
+                ))
+            })?);
+        }
         let mut memory_layers = 0;
         for (i, layer) in storage.fabric.caching.layers.iter().enumerate() {
             let at = format!("storage.fabric.caching.layers.{i}");

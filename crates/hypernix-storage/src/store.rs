@@ -294,7 +294,10 @@ impl Store {
             durable: dir.is_some(),
             default_level: config.default_level,
             dir: dir.map(Path::to_path_buf),
-            heat: Mutex::new(HeatMap::new(config.half_life.as_secs_f64())),
+            heat: Mutex::new(HeatMap::with_windows(
+                config.half_life.as_secs_f64(),
+                &options.map_or_else(|| StoreOptions::default().windows, |o| o.windows.clone()),
+            )),
             epoch: Instant::now(),
             clock_offset: AtomicU64::new(0),
             cache,

@@ -49,6 +49,8 @@ pub struct ReplaySetup {
     pub round: u32,
     /// Extents moved per simulated second at most (`None`: unlimited).
     pub bandwidth: Option<u64>,
+    /// Heat time windows in simulated seconds.
+    pub windows: Vec<u32>,
 }
 
 /// One tier's line of the report.
@@ -85,6 +87,8 @@ pub struct ReplayReport {
     pub tiers: Vec<TierResult>,
     /// Extents the placement engine moved.
     pub moves: u64,
+    /// Heap bytes of the heat map at the end, per extent it counts.
+    pub heat_bytes_per_extent: f64,
 }
 
 /// Replays `trace`; `progress` is called now and then with (requests done, total).
@@ -115,7 +119,7 @@ pub fn replay(
     let mut lru_hits = vec![0u64; cumulative.len()];
     let mut arc_hits = vec![0u64; cumulative.len()];
 
-    let mut heat = HeatMap::new(setup.half_life);
+    let mut heat = HeatMap::with_windows(setup.half_life, &setup.windows);
     let mut cache = setup.policy.build::<(u64, u64)>(setup.cache.1);
     let mut placed: HashMap<(u64, u64), usize> = HashMap::new();
     let mut room: Vec<u64> = setup
@@ -221,13 +225,14 @@ pub fn replay(
         policy: setup.policy,
         tiers,
         moves,
+        heat_bytes_per_extent: heat.memory_bytes() as f64 / heat.len().max(1) as f64,
     }
 }
 
 impl ReplaySetup {
     /// The store's tiers as a replay: its first memory tier is the cache (`None` if it
     /// has no memory tier), the other tiers hold extents; one page request per simulated
-    /// second, a placement round every minute, no bandwidth limit.
+    /// second, a placement round every minute, no bandwidth limit, the default time windows.
     pub fn from_store_config(config: &StoreConfig, policy: PolicyKind) -> Option<ReplaySetup> {
         let memory = config
             .tiers
@@ -255,6 +260,7 @@ impl ReplaySetup {
             rate: 1,
             round: 60,
             bandwidth: None,
+            windows: crate::StoreOptions::default().windows,
         })
     }
 }

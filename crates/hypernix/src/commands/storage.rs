@@ -244,7 +244,7 @@ fn policy(name: &str) -> anyhow::Result<PolicyKind> {
 }
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let (config, configured) = if args.config.is_empty() {
+    let (config, options) = if args.config.is_empty() {
         let mut c = StoreConfig::single_disk(1 << 40);
         c.tiers.insert(
             0,
@@ -257,13 +257,18 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 demote: None,
             },
         );
-        (c, PolicyKind::Tinylfu)
+        (c, StoreOptions::default())
     } else {
         let storage = load_storage(&args.config)?;
-        let options = StoreOptions::from_config(&storage)?;
-        (StoreConfig::from_config(&storage)?, options.cache.policy)
+        (
+            StoreConfig::from_config(&storage)?,
+            StoreOptions::from_config(&storage)?,
+        )
     };
-    let policy = args.policy.as_deref().map_or(Ok(configured), policy)?;
+    let policy = args
+        .policy
+        .as_deref()
+        .map_or(Ok(options.cache.policy), policy)?;
     let mut setup = ReplaySetup::from_store_config(&config, policy).ok_or_else(|| {
         anyhow::anyhow!(
             "storage.tiers needs a memory tier (the cache) and a directory tier to replay a trace"
@@ -280,6 +285,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(!d.std().is_zero(), "--half-life must be longer than 0");
         setup.half_life = d.std().as_secs_f64();
     }
+    setup.windows = options.windows;
     setup.rate = args.rate.max(1);
     setup.round = args.round.max(1);
     let trace = replay::trace::read(&args.trace)?;
@@ -294,8 +300,14 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} page requests, {} distinct pages, {} simulated seconds, {} moves; memory tier policy {:?}",
-        report.requests, report.unique_pages, report.simulated_secs, report.moves, report.policy
+        "{} page requests, {} distinct pages, {} simulated seconds, {} moves; memory tier policy {:?}; \
+         heat metadata {:.1} bytes per extent",
+        report.requests,
+        report.unique_pages,
+        report.simulated_secs,
+        report.moves,
+        report.policy,
+        report.heat_bytes_per_extent
     );
     let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
     let mut t = table([
