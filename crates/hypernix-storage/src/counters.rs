@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::map::Op;
 
 /// How often a flush also saves the counters.
-const SAVE_EVERY: Duration = Duration::from_secs(10);
+const SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// The counters of one store.
 pub(crate) struct Counters {

@@ -158,6 +158,27 @@ impl HeatMap {
             .fold(0.0, f64::max)
     }
 
+    /// Every extent's decayed counts, undecayed since its last access (for saving).
+    pub fn counters(&self) -> impl Iterator<Item = ((u64, u64), Counter)> + '_ {
+        self.counters.iter().map(|(&k, e)| (k, e.counter))
+    }
+
+    /// Puts back a saved counter (its windowed counts start empty).
+    pub fn restore(&mut self, key: (u64, u64), counter: Counter) {
+        self.counters.insert(
+            key,
+            Entry {
+                counter,
+                ..Entry::default()
+            },
+        );
+    }
+
+    /// The half-life in seconds.
+    pub fn half_life(&self) -> f64 {
+        self.half_life
+    }
+
     /// Forgets extent `key` (freed or removed).
     pub fn forget(&mut self, key: (u64, u64)) {
         self.counters.remove(&key);

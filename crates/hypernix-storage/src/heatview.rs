@@ -67,3 +67,28 @@ impl Store {
         })
     }
 }
+
+impl VolumeHeat {
+    /// Each extent's heat relative to the hottest, on a log scale from 0 (cold) to 1
+    /// (hottest); `None` for holes. `window` picks a time window's counts (an index into
+    /// [`VolumeHeat::windows`]) instead of the decayed counts.
+    pub fn levels(&self, window: Option<usize>) -> Vec<Option<f64>> {
+        let value = |e: &ExtentHeat| match window {
+            Some(w) => e.windows.get(w).copied().unwrap_or(0.0),
+            None => e.reads + e.writes,
+        };
+        let max = self.extents.iter().map(value).fold(0.0, f64::max);
+        self.extents
+            .iter()
+            .map(|e| {
+                e.tier.as_ref().map(|_| {
+                    if max <= 0.0 {
+                        0.0
+                    } else {
+                        (1.0 + value(e)).ln() / (1.0 + max).ln()
+                    }
+                })
+            })
+            .collect()
+    }
+}

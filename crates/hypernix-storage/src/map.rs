@@ -14,6 +14,7 @@ const EXTENTS: TableDefinition<(u64, u64), (u8, u64)> = TableDefinition::new("ex
 const TIERS: TableDefinition<&str, (u8, u64)> = TableDefinition::new("tiers");
 const FREE: TableDefinition<(u8, u64), ()> = TableDefinition::new("free");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const HEAT: TableDefinition<(u64, u64), (f32, f32, u64)> = TableDefinition::new("heat");
 
 /// The map format this build reads and writes.
 pub const FORMAT: u64 = 1;
@@ -39,6 +40,10 @@ pub(crate) enum Op {
     TakeFree(u8, u64),
     /// Set a statistics counter.
     Counter(String, u64),
+    /// Empty the saved heat.
+    ClearHeat,
+    /// Save an extent's heat: reads, writes, unix second of the last access.
+    Heat((u64, u64), (f32, f32, u64)),
 }
 
 /// The whole map, read at open.
@@ -56,6 +61,8 @@ pub(crate) struct Loaded {
     pub free: BTreeSet<(u8, u64)>,
     /// Statistics counters.
     pub counters: BTreeMap<String, u64>,
+    /// Saved heat: (volume id, index) → (reads, writes, unix second of last access).
+    pub heat: Vec<((u64, u64), (f32, f32, u64))>,
 }
 
 /// The open map database.
@@ -124,6 +131,10 @@ impl Map {
             let (k, v) = row.at(p)?;
             out.counters.insert(k.value().to_owned(), v.value());
         }
+        for row in txn.open_table(HEAT).at(p)?.iter().at(p)? {
+            let (k, v) = row.at(p)?;
+            out.heat.push((k.value(), v.value()));
+        }
         Ok(out)
     }
 
@@ -138,6 +149,7 @@ impl Map {
             let mut tiers = txn.open_table(TIERS).at(p)?;
             let mut free = txn.open_table(FREE).at(p)?;
             let mut counters = txn.open_table(COUNTERS).at(p)?;
+            let mut heat = txn.open_table(HEAT).at(p)?;
             for op in ops {
                 match op {
                     Op::Meta(k, v) => drop(meta.insert(*k, *v).at(p)?),
@@ -153,6 +165,8 @@ impl Map {
                     Op::AddFree(t, s) => drop(free.insert((*t, *s), ()).at(p)?),
                     Op::TakeFree(t, s) => drop(free.remove((*t, *s)).at(p)?),
                     Op::Counter(k, v) => drop(counters.insert(k.as_str(), *v).at(p)?),
+                    Op::ClearHeat => heat.retain(|_, _| false).at(p)?,
+                    Op::Heat(k, v) => drop(heat.insert(*k, *v).at(p)?),
                 }
             }
         }

@@ -117,6 +117,13 @@ pub struct Store {
     pub(crate) counters: Counters,
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Checks that `name` can be a volume and an NBD export name.
 pub fn check_volume_name(name: &str) -> Result<(), StorageError> {
     let ok = !name.is_empty()
@@ -278,6 +285,22 @@ impl Store {
             let capacity = o.cache.capacity.unwrap_or(tiers[tier].spec.capacity) / g;
             (capacity > 0).then(|| Mutex::new(MemCache::new(&o.cache, tier, capacity)))
         });
+        let half_life = config.half_life.as_secs_f64().max(1.0);
+        let mut heat = HeatMap::with_windows(
+            half_life,
+            &options.map_or_else(|| StoreOptions::default().windows, |o| o.windows.clone()),
+        );
+        let unix = unix_now();
+        for &(key, (reads, writes, last)) in &loaded.heat {
+            // Decayed over the time the store was closed; idle time restarts at open.
+            let f = (-(unix.saturating_sub(last) as f64) / half_life).exp2() as f32;
+            let counter = crate::heat::Counter {
+                reads: reads * f,
+                writes: writes * f,
+                last: 0,
+            };
+            heat.restore(key, counter);
+        }
         let counters = Counters::new(
             tiers.iter().map(|t| t.spec.name.clone()).collect(),
             &loaded.counters,
@@ -294,10 +317,7 @@ impl Store {
             durable: dir.is_some(),
             default_level: config.default_level,
             dir: dir.map(Path::to_path_buf),
-            heat: Mutex::new(HeatMap::with_windows(
-                config.half_life.as_secs_f64(),
-                &options.map_or_else(|| StoreOptions::default().windows, |o| o.windows.clone()),
-            )),
+            heat: Mutex::new(heat),
             epoch: Instant::now(),
             clock_offset: AtomicU64::new(0),
             cache,
@@ -465,6 +485,10 @@ impl Store {
         for (key, t, s) in freed {
             st.extents.remove(&key);
             self.cache_drop(key);
+            self.heat
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(key);
             let i = st.tiers.iter().position(|x| x.id == t).unwrap_or(0);
             st.tiers[i].free.insert(s);
             st.tiers[i].data.discard(s)?;
@@ -513,8 +537,19 @@ impl Store {
             .collect()
     }
 
-    /// Saves the read, move and cache counters to the map (a flush does so every 10 s).
+    /// Saves the read, move and cache counters and every extent's decayed heat to the map
+    /// (a flush does so every 30 s), so they survive a restart.
     pub fn save_counters(&self) -> Result<(), StorageError> {
-        self.map.commit(&self.counters.ops())
+        let mut ops = self.counters.ops();
+        ops.push(Op::ClearHeat);
+        let now = self.now();
+        let unix = unix_now();
+        let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, c) in heat.counters() {
+            let last = unix.saturating_sub(u64::from(now.saturating_sub(c.last)));
+            ops.push(Op::Heat(key, (c.reads, c.writes, last)));
+        }
+        drop(heat);
+        self.map.commit(&ops)
     }
 }

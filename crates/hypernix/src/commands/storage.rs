@@ -54,6 +54,29 @@ pub enum StorageCommand {
     /// Replay a block trace through the heat map, the memory-tier cache and the placement
     /// engine in simulated time; print per-tier hit ratios beside LRU and ARC.
     Replay(ReplayArgs),
+    /// Show a volume's heat per extent in the terminal (and as a PNG with --png).
+    Heatmap(HeatmapArgs),
+}
+
+/// `hypernix storage heatmap`.
+#[derive(Debug, Args)]
+pub struct HeatmapArgs {
+    /// The volume.
+    pub volume: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Also write the heat map as a PNG picture to this file (8x8 pixels per extent).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Shade by the accesses in this time window (one of heatMap.timeWindows, e.g. 1h)
+    /// instead of the decayed count.
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Extents per row.
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// `hypernix storage replay`.
@@ -229,6 +252,7 @@ pub fn run(cmd: StorageCommand) -> anyhow::Result<ExitCode> {
         }
         StorageCommand::Serve { store, socket, tcp } => serve(&store, socket.as_deref(), tcp),
         StorageCommand::Replay(args) => replay(&args),
+        StorageCommand::Heatmap(args) => heatmap(&args),
     }
 }
 
@@ -344,6 +368,101 @@ fn progress(what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+/// Shades from cold to hot; holes print as `.`.
+const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
+
+fn heatmap(args: &HeatmapArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.width > 0, "--width must be at least 1 extent");
+    let heat = args.store.open()?.volume_heat(&args.volume)?;
+    let window = match &args.window {
+        None => None,
+        Some(w) => {
+            let secs = w
+                .parse::<Duration>()
+                .map_err(|()| {
+                    anyhow::anyhow!("--window {w:?} is not a duration; write it like 1h")
+                })?
+                .std()
+                .as_secs();
+            let i = heat.windows.iter().position(|&x| u64::from(x) == secs);
+            Some(i.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--window {w}: not one of storage.fabric.heatMap.timeWindows ({} s)",
+                    heat.windows
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?)
+        }
+    };
+    let levels = heat.levels(window);
+    if let Some(path) = &args.png {
+        write_png(path, &levels, args.width)
+            .with_context(|| format!("writing the heat map picture {}", path.display()))?;
+    }
+    if args.out.json {
+        output::json(&heat)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "volume {}: {} extents of {}; shade = {} (log scale, relative to the hottest); . = hole",
+        heat.volume,
+        heat.extents.len(),
+        Size(heat.granularity),
+        args.window
+            .as_deref()
+            .map_or("decayed accesses".to_string(), |w| format!(
+                "accesses in the last {w}"
+            )),
+    );
+    for (row, chunk) in levels.chunks(args.width).enumerate() {
+        let line: String = chunk
+            .iter()
+            .map(|l| match l {
+                None => '.',
+                Some(l) => SHADES[((l * 4.0).round() as usize).min(4)],
+            })
+            .collect();
+        println!("{:>8} |{line}|", row * args.width);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Colour of a heat level: holes dark grey, then black through red and yellow to white.
+fn colour(level: Option<f64>) -> [u8; 3] {
+    let Some(l) = level else {
+        return [48, 48, 48];
+    };
+    let l = l.clamp(0.0, 1.0) * 3.0;
+    let ramp = |x: f64| (x.clamp(0.0, 1.0) * 255.0) as u8;
+    [ramp(l), ramp(l - 1.0), ramp(l - 2.0)]
+}
+
+fn write_png(path: &Path, levels: &[Option<f64>], width: usize) -> anyhow::Result<()> {
+    const CELL: usize = 8;
+    let cols = width.min(levels.len()).max(1);
+    let rows = levels.len().div_ceil(cols).max(1);
+    let (w, h) = (cols * CELL, rows * CELL);
+    let mut pixels = vec![0u8; w * h * 3];
+    for (i, &level) in levels.iter().enumerate() {
+        let (cx, cy) = (i % cols * CELL, i / cols * CELL);
+        let c = colour(level);
+        for y in cy..cy + CELL {
+            for x in cx..cx + CELL {
+                pixels[(y * w + x) * 3..][..3].copy_from_slice(&c);
+            }
+        }
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut enc = png::Encoder::new(file, u32::try_from(w)?, u32::try_from(h)?);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()?.write_image_data(&pixels)?;
+    Ok(())
 }
 
 fn load_storage(paths: &[PathBuf]) -> anyhow::Result<Storage> {
