@@ -24,6 +24,7 @@ pub mod nbd;
 mod options;
 pub mod placement;
 pub mod replay;
+pub mod schedule;
 mod store;
 mod tier;
 

@@ -8,6 +8,7 @@ use hypernix_config::schema::storage::{
 use crate::cache::PolicyKind;
 use crate::error::StorageError;
 use crate::heat::MAX_WINDOWS;
+use crate::schedule::Movement;
 
 /// What a write does to an extent the memory cache holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +37,13 @@ pub struct StoreOptions {
     pub cache: CacheSpec,
     /// Heat time windows in seconds (`heatMap.timeWindows`).
     pub windows: Vec<u32>,
+    /// When placement runs and how fast it may copy.
+    pub movement: Movement,
 }
 
 impl Default for StoreOptions {
-    /// W-TinyLFU, write-through, sized by the memory tier.
+    /// W-TinyLFU, write-through, sized by the memory tier; the schema's default windows;
+    /// continuous placement without a bandwidth limit.
     fn default() -> Self {
         StoreOptions {
             cache: CacheSpec {
@@ -48,6 +52,7 @@ impl Default for StoreOptions {
                 write: CacheWrite::Through,
             },
             windows: vec![3_600, 86_400, 7 * 86_400, 30 * 86_400],
+            movement: Movement::default(),
         }
     }
 }
@@ -55,7 +60,10 @@ impl Default for StoreOptions {
 impl StoreOptions {
     /// Reads `storage.fabric`; settings this build cannot honour are errors.
     pub fn from_config(storage: &Storage) -> Result<StoreOptions, StorageError> {
-        let mut options = StoreOptions::default();
+        let mut options = StoreOptions {
+            movement: Movement::from_config(&storage.fabric.movement)?,
+            ..StoreOptions::default()
+        };
         let heat = &storage.fabric.heat_map;
         if heat.algorithm == HeatAlgorithm::SlidingWindow {
             return Err(StorageError::Config(

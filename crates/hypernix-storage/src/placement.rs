@@ -18,12 +18,17 @@
 //!    A crash before (c) leaves the old mapping and intact old data; after (c), the new
 //!    mapping and synced new data. Durable stores never move extents onto memory tiers.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Demote, Promote};
 use crate::error::StorageError;
 use crate::heat::HeatMap;
 use crate::map::Op;
+use crate::schedule::Movement;
 use crate::store::{State, Store};
 
 /// One tier as the planner sees it: its policies and its free slots.
@@ -206,6 +211,73 @@ impl Store {
         st.tiers[src].free.insert(src_slot);
         st.tiers[src].data.discard(src_slot)?;
         Ok(true)
+    }
+
+    /// Plans and carries out one placement round as `movement` allows at time `t`: only
+    /// the directions its schedule opens, and copying no faster than its bandwidth (moves
+    /// are spaced so that bytes moved / time ≤ the limit).
+    pub fn rebalance_with(
+        &self,
+        movement: &Movement,
+        t: DateTime<Utc>,
+    ) -> Result<PlacementReport, StorageError> {
+        let (promote, demote) = movement.allowed(t);
+        let mut report = PlacementReport::default();
+        if !promote && !demote {
+            return Ok(report);
+        }
+        let levels: std::collections::HashMap<String, u32> = self
+            .tier_stats()
+            .into_iter()
+            .map(|t| (t.name, t.level))
+            .collect();
+        let start = Instant::now();
+        let mut moved = 0u64;
+        for m in self.plan_moves() {
+            let up = levels.get(&m.to) < levels.get(&m.from);
+            if (up && !promote) || (!up && !demote) {
+                continue;
+            }
+            if let Some(limit) = movement.bandwidth {
+                let due = Duration::from_secs_f64(moved as f64 / limit as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            if self.move_extent(&m.volume, m.extent, &m.to)? {
+                moved += self.granularity;
+                if up {
+                    report.promoted += 1;
+                } else {
+                    report.demoted += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs placement rounds every `movement.round` seconds on a thread of its own, for
+    /// as long as the process lives; a failed round is logged and the next one tried.
+    pub fn spawn_placement(self: &Arc<Store>, movement: Movement) -> std::thread::JoinHandle<()> {
+        let store = Arc::clone(self);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(movement.round.max(1)));
+                match store.rebalance_with(&movement, Utc::now()) {
+                    Ok(r) if r.promoted + r.demoted > 0 => {
+                        tracing::info!(
+                            promoted = r.promoted,
+                            demoted = r.demoted,
+                            "placement round"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "placement round failed; retrying next round")
+                    }
+                }
+            }
+        })
     }
 
     /// Plans and carries out one placement round.

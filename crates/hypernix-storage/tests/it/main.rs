@@ -6,6 +6,7 @@ mod clients;
 mod config;
 mod durability;
 mod kit;
+mod movement;
 mod placement;
 mod replay;
 mod store;

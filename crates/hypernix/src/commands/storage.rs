@@ -163,6 +163,10 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn open(&self) -> anyhow::Result<Store> {
+        Ok(self.open_with_options()?.0)
+    }
+
+    fn open_with_options(&self) -> anyhow::Result<(Store, StoreOptions)> {
         let (config, options) = if self.config.is_empty() {
             (StoreConfig::single_disk(1 << 40), StoreOptions::default())
         } else {
@@ -172,12 +176,13 @@ impl StoreArgs {
                 StoreOptions::from_config(&storage)?,
             )
         };
-        Store::open_with(&self.store_dir, &config, &options).with_context(|| {
+        let store = Store::open_with(&self.store_dir, &config, &options).with_context(|| {
             format!(
                 "opening the store in {}; if `hypernix storage serve` runs on it, stop it or pass another --store-dir",
                 self.store_dir.display()
             )
-        })
+        })?;
+        Ok((store, options))
     }
 }
 
@@ -523,7 +528,10 @@ fn serve(
         socket.is_some() || tcp.is_some(),
         "nothing to listen on; pass --socket PATH and/or --tcp 127.0.0.1:10809"
     );
-    let opened = Arc::new(store.open()?);
+    let (opened, options) = store.open_with_options()?;
+    let opened = Arc::new(opened);
+    // Placement runs beside the server; its moves are crash-safe, so Ctrl-C may cut one.
+    opened.spawn_placement(options.movement);
     let server = NbdServer::new(opened.clone());
     let runtime = hypernix_storage::nbd::runtime()?;
     runtime.block_on(async {
