@@ -278,18 +278,27 @@ impl Store {
         st.tiers[i].data.discard(slot)
     }
 
-    /// Tier indexes in allocation order: the default level and slower, then faster ones.
-    pub(crate) fn allocation_order(&self, st: &State) -> Vec<usize> {
-        let usable = |i: &usize| !self.durable || st.tiers[*i].data.durable();
+    /// Tier indexes in allocation order for volume `name`: its preferred level (the
+    /// default level without a classification) and slower, then faster ones; only the
+    /// levels its classification allows.
+    pub(crate) fn allocation_order(&self, st: &State, name: &str) -> Vec<usize> {
+        let start = self
+            .rules
+            .class(name)
+            .map_or(self.default_level, |c| c.preferred);
+        let usable = |i: &usize| {
+            (!self.durable || st.tiers[*i].data.durable())
+                && self.rules.allows(name, st.tiers[*i].spec.level)
+        };
         let n = st.tiers.len();
         let mut order: Vec<usize> = (0..n)
-            .filter(|&i| st.tiers[i].spec.level >= self.default_level)
+            .filter(|&i| st.tiers[i].spec.level >= start)
             .filter(usable)
             .collect();
         order.extend(
             (0..n)
                 .rev()
-                .filter(|&i| st.tiers[i].spec.level < self.default_level)
+                .filter(|&i| st.tiers[i].spec.level < start)
                 .filter(usable),
         );
         order
@@ -334,7 +343,7 @@ impl Store {
             extent: key.1,
         };
         let (i, slot, op) = self
-            .allocation_order(st)
+            .allocation_order(st, name)
             .into_iter()
             .find_map(|i| Store::take_slot(st, i).map(|(s, op)| (i, s, op)))
             .ok_or_else(full)?;

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod classify;
 pub mod config;
 mod counters;
 pub mod error;

@@ -6,6 +6,7 @@ use hypernix_config::schema::storage::{
 };
 
 use crate::cache::PolicyKind;
+use crate::classify::Rules;
 use crate::error::StorageError;
 use crate::heat::MAX_WINDOWS;
 use crate::schedule::Movement;
@@ -39,6 +40,8 @@ pub struct StoreOptions {
     pub windows: Vec<u32>,
     /// When placement runs and how fast it may copy.
     pub movement: Movement,
+    /// Which tiers each volume may use.
+    pub rules: Rules,
 }
 
 impl Default for StoreOptions {
@@ -53,6 +56,7 @@ impl Default for StoreOptions {
             },
             windows: vec![3_600, 86_400, 7 * 86_400, 30 * 86_400],
             movement: Movement::default(),
+            rules: Rules::default(),
         }
     }
 }
@@ -62,6 +66,7 @@ impl StoreOptions {
     pub fn from_config(storage: &Storage) -> Result<StoreOptions, StorageError> {
         let mut options = StoreOptions {
             movement: Movement::from_config(&storage.fabric.movement)?,
+            rules: Rules::from_config(storage),
             ..StoreOptions::default()
         };
         let heat = &storage.fabric.heat_map;

@@ -44,12 +44,14 @@ pub(crate) struct PlanTier {
 
 /// Plans one round (steps 1-3) over `extents`, each (key, position in `tiers`, fastest
 /// first); returns (key, from, to) positions. The store and the trace replay share it.
+/// `may(key, from, to)` vetoes single moves (classifications, exclusions).
 pub(crate) fn plan(
     extents: impl Iterator<Item = ((u64, u64), usize)>,
     tiers: Vec<PlanTier>,
     heat: &HeatMap,
     now: u32,
     granularity: u64,
+    may: &dyn Fn((u64, u64), usize, usize) -> bool,
 ) -> Vec<((u64, u64), usize, usize)> {
     let hottest = heat.hottest(now);
     let mut room: Vec<u64> = tiers.iter().map(|t| t.room).collect();
@@ -63,12 +65,14 @@ pub(crate) fn plan(
             && pos + 1 < tiers.len()
             && idle >= d.idle.as_secs()
             && score <= d.score
+            && may(key, pos, pos + 1)
         {
             demotions.push((key, pos, pos + 1));
         } else if pos > 0
             && let Some(p) = tiers[pos - 1].promote
             && count >= p.count
             && score >= p.score
+            && may(key, pos, pos - 1)
         {
             promotions.push((count, key, pos, pos - 1));
         }
@@ -150,7 +154,13 @@ impl Store {
             let pos = usable.iter().position(|&i| st.tiers[i].id == tid)?;
             Some((key, pos))
         });
-        plan(extents, tiers, &heat, self.now(), self.granularity)
+        let may = |key: (u64, u64), from: usize, to: usize| {
+            let volume = names.get(&key.0).copied().unwrap_or("");
+            let (from, to) = (&st.tiers[usable[from]].spec, &st.tiers[usable[to]].spec);
+            self.rules.allows(volume, to.level)
+                && (to.level < from.level || self.rules.may_demote(volume, &from.name))
+        };
+        plan(extents, tiers, &heat, self.now(), self.granularity, &may)
             .into_iter()
             .map(|(key, from, to)| Move {
                 volume: names.get(&key.0).copied().unwrap_or("?").to_owned(),

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::classify::Rules;
 use crate::config::{StoreConfig, TierMedium, TierSpec};
 use crate::counters::Counters;
 use crate::error::StorageError;
@@ -115,6 +116,7 @@ pub struct Store {
     pub(crate) clock_offset: AtomicU64,
     pub(crate) cache: Option<Mutex<MemCache>>,
     pub(crate) counters: Counters,
+    pub(crate) rules: Rules,
 }
 
 /// Seconds since the Unix epoch.
@@ -322,6 +324,7 @@ impl Store {
             clock_offset: AtomicU64::new(0),
             cache,
             counters,
+            rules: options.map(|o| o.rules.clone()).unwrap_or_default(),
         })
     }
 

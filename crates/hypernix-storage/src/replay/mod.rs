@@ -178,7 +178,14 @@ pub fn replay(
                 let limit = setup
                     .bandwidth
                     .map_or(usize::MAX, |b| (b * u64::from(setup.round.max(1))) as usize);
-                let planned = plan(placed.iter().map(|(&k, &p)| (k, p)), tiers, &heat, now, g);
+                let planned = plan(
+                    placed.iter().map(|(&k, &p)| (k, p)),
+                    tiers,
+                    &heat,
+                    now,
+                    g,
+                    &|_, _, _| true,
+                );
                 for (key, from, to) in planned.into_iter().take(limit) {
                     placed.insert(key, to);
                     room[from] = room[from].saturating_add(1);

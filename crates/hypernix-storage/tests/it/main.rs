@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cache;
+mod classify;
 mod clients;
 mod config;
 mod durability;
