@@ -5,8 +5,11 @@
 //! (one data file). The extent map is kept in redb and changed only by copy-then-switch
 //! (write data, sync, commit), so a crash at any moment leaves a consistent map; see
 //! `docs/storage-format.md`. Unallocated extents read as zeros. [`HeatMap`] counts accesses
-//! with exponential decay and [`placement`] moves extents between tiers by heat.
-//! [`nbd`] serves each volume as an NBD export.
+//! with exponential decay and in time windows, and [`placement`] moves extents between
+//! tiers by heat, as [`schedule`] and [`classify`] allow. In a durable store the memory
+//! tier is a read cache whose [`cache`] policy admits extents by heat. [`replay`] runs a
+//! block trace through the same heat, cache and planner in simulated time. [`nbd`] serves
+//! each volume as an NBD export.
 
 #![warn(missing_docs)]
 

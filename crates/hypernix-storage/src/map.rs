@@ -16,6 +16,9 @@ const FREE: TableDefinition<(u8, u64), ()> = TableDefinition::new("free");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const HEAT: TableDefinition<(u64, u64), (f32, f32, u64)> = TableDefinition::new("heat");
 
+/// A saved heat row: (volume id, extent index) → (reads, writes, unix second of last access).
+pub(crate) type HeatRow = ((u64, u64), (f32, f32, u64));
+
 /// The map format this build reads and writes.
 pub const FORMAT: u64 = 1;
 
@@ -61,8 +64,8 @@ pub(crate) struct Loaded {
     pub free: BTreeSet<(u8, u64)>,
     /// Statistics counters.
     pub counters: BTreeMap<String, u64>,
-    /// Saved heat: (volume id, index) → (reads, writes, unix second of last access).
-    pub heat: Vec<((u64, u64), (f32, f32, u64))>,
+    /// Saved heat.
+    pub heat: Vec<HeatRow>,
 }
 
 /// The open map database.

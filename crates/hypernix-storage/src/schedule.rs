@@ -93,9 +93,9 @@ pub enum Engine {
     /// names (a missing window: never).
     Scheduled {
         /// `schedule.promotionWindow`.
-        promotion: Option<CronSpec>,
+        promotion: Option<Box<CronSpec>>,
         /// `schedule.demotionWindow`.
-        demotion: Option<CronSpec>,
+        demotion: Option<Box<CronSpec>>,
     },
 }
 
@@ -136,10 +136,10 @@ impl Movement {
     /// Reads `storage.fabric.movement`.
     pub fn from_config(m: &MovementConfig) -> Result<Movement, StorageError> {
         let at = "storage.fabric.movement";
-        let cron = |c: &Option<Cron>, name: &str| -> Result<Option<CronSpec>, StorageError> {
+        let cron = |c: &Option<Cron>, name: &str| -> Result<Option<Box<CronSpec>>, StorageError> {
             c.as_ref()
                 .map(|c| {
-                    CronSpec::parse(&c.0).map_err(|e| {
+                    CronSpec::parse(&c.0).map(Box::new).map_err(|e| {
                         StorageError::Config(format!(
                             "{at}.schedule.{name}: {e}; write it like \"0 2 * * *\""
                         ))

@@ -50,7 +50,7 @@ fn scheduled_moves_wait_for_their_windows() {
     let (_d, s) = heated();
     let m = Movement {
         engine: Engine::Scheduled {
-            promotion: Some(CronSpec::parse("0 2 * * *").unwrap()),
+            promotion: Some(Box::new(CronSpec::parse("0 2 * * *").unwrap())),
             demotion: None,
         },
         ..Movement::default()
