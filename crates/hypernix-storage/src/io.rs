@@ -48,7 +48,7 @@ impl Store {
     pub fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         let st = self.shared();
         let id = self.range(&st, name, offset, buf.len() as u64)?;
-        self.record(id, offset, buf.len() as u64, false);
+        self.record(id, offset, buf.len() as u64, false, None);
         let mut at = 0usize;
         for (idx, off, n) in pieces(self.granularity, offset, buf.len() as u64) {
             let part = &mut buf[at..at + n as usize];
@@ -133,7 +133,7 @@ impl Store {
         fua: bool,
     ) -> Result<(), StorageError> {
         if let Some(id) = self.write_in_place(name, offset, data, fua)? {
-            self.record(id, offset, data.len() as u64, true);
+            self.record(id, offset, data.len() as u64, true, Some(data));
             return Ok(());
         }
         let mut st = self.lock();
@@ -163,7 +163,7 @@ impl Store {
             }
         }
         drop(st);
-        self.record(id, offset, data.len() as u64, true);
+        self.record(id, offset, data.len() as u64, true, Some(data));
         Ok(())
     }
 

@@ -5,10 +5,12 @@
 //!    hottest extent's (the heat score, 0 to 1);
 //! 2. plan demotions: an extent leaves its tier for the next slower one when the tier's
 //!    demotion policy holds (idle at least `idleTime` and score at most `heatScore`);
+//!    compressible extents first (they lose least on a slower tier);
 //! 3. plan promotions, hottest first: an extent enters the next faster tier when that tier's
 //!    promotion policy holds (count at least `accessFrequency`, score at least `heatScore`),
 //!    while the tier has free slots (counting those the demotions free) and the round has
-//!    not moved `batchSize` bytes into it;
+//!    not moved `batchSize` bytes into it; extents read or written in sequential runs stay
+//!    (streams gain little from a faster tier), and classifications may veto a move;
 //! 4. carry out each move by copy-then-switch, one extent at a time under the store lock, so
 //!    guest I/O waits at most one extent copy:
 //!    a. take a slot on the destination tier,
@@ -69,6 +71,7 @@ pub(crate) fn plan(
         {
             demotions.push((key, pos, pos + 1));
         } else if pos > 0
+            && !heat.content(key).sequential
             && let Some(p) = tiers[pos - 1].promote
             && count >= p.count
             && score >= p.score
@@ -78,7 +81,8 @@ pub(crate) fn plan(
         }
     }
     let mut planned = Vec::new();
-    demotions.sort();
+    // Compressible extents make room first: they lose least on a slower tier.
+    demotions.sort_by_key(|&(key, from, to)| (!heat.content(key).compressible, key, from, to));
     for (key, from, to) in demotions {
         if room[to] > 0 {
             room[to] -= 1;

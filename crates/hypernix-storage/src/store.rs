@@ -117,7 +117,13 @@ pub struct Store {
     pub(crate) cache: Option<Mutex<MemCache>>,
     pub(crate) counters: Counters,
     pub(crate) rules: Rules,
+    /// Per volume id: where its recent runs ended, latest first (to tell sequential from
+    /// random).
+    pub(crate) streams: Mutex<HashMap<u64, [u64; STREAMS]>>,
 }
+
+/// How many interleaved sequential runs per volume are told apart.
+const STREAMS: usize = 4;
 
 /// Seconds since the Unix epoch.
 fn unix_now() -> u64 {
@@ -325,6 +331,7 @@ impl Store {
             cache,
             counters,
             rules: options.map(|o| o.rules.clone()).unwrap_or_default(),
+            streams: Mutex::new(HashMap::new()),
         })
     }
 
@@ -350,16 +357,31 @@ impl Store {
         self.clock_offset.fetch_add(secs, Ordering::Relaxed);
     }
 
-    /// Counts an access to every extent of `[offset, offset+len)` of volume `id`.
-    pub(crate) fn record(&self, id: u64, offset: u64, len: u64, write: bool) {
+    /// Counts an access to every extent of `[offset, offset+len)` of volume `id`, noting
+    /// whether it continues the volume's previous access (or spans a whole extent), and for
+    /// writes whether `data` looks compressible.
+    pub(crate) fn record(&self, id: u64, offset: u64, len: u64, write: bool, data: Option<&[u8]>) {
         if len == 0 {
             return;
         }
         let now = self.now();
         let g = self.granularity;
+        let compressible = data.map(crate::heat::looks_compressible);
         let mut heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let ends = streams.entry(id).or_default();
+        let hit = ends.iter().position(|&e| e == offset && e != 0);
+        let sequential = len >= g || hit.is_some();
+        // Follow up to STREAMS interleaved runs: the continued one, else the oldest goes.
+        let slot = hit.unwrap_or(STREAMS - 1);
+        ends[..=slot].rotate_right(1);
+        ends[0] = offset + len;
         for idx in offset / g..=(offset + len - 1) / g {
             heat.record((id, idx), now, write);
+            heat.note_pattern((id, idx), sequential);
+            if let Some(c) = compressible {
+                heat.note_content((id, idx), c);
+            }
         }
     }
 
