@@ -70,6 +70,13 @@ impl StoreOptions {
             ..StoreOptions::default()
         };
         let heat = &storage.fabric.heat_map;
+        if !heat.enable {
+            return Err(StorageError::Config(
+                "storage.fabric.heatMap.enable = false is not supported: the memory-tier cache \
+                 and placement run on heat; to stop moves set fabric.movement.enable = false"
+                    .into(),
+            ));
+        }
         if heat.algorithm == HeatAlgorithm::SlidingWindow {
             return Err(StorageError::Config(
                 "storage.fabric.heatMap.algorithm: sliding-window is not implemented as the \

@@ -145,6 +145,24 @@ fn unsupported_cache_settings_are_errors_naming_the_attribute() {
             .to_string();
         assert!(e.contains(needle), "{e}");
     }
+    for (fabric, needle) in [
+        (
+            serde_json::json!({ "heatMap": { "enable": false } }),
+            "heatMap.enable",
+        ),
+        (
+            serde_json::json!({ "heatMap": { "algorithm": "sliding-window" } }),
+            "heatMap.algorithm",
+        ),
+        (
+            serde_json::json!({ "heatMap": { "timeWindows": ["1m", "1h", "1d", "7d", "30d"] } }),
+            "heatMap.timeWindows",
+        ),
+    ] {
+        let s: Storage = serde_json::from_value(serde_json::json!({ "fabric": fabric })).unwrap();
+        let e = StoreOptions::from_config(&s).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
     // A memory layer with no memory tier to hold it.
     let dir = tempfile::tempdir().unwrap();
     let o = StoreOptions::from_config(&storage(layer("arc", "write-through", "memory"))).unwrap();
