@@ -23,7 +23,8 @@ pub struct StorageTier {
     pub used: u64,
     /// Extents it holds.
     pub extents: u64,
-    /// Reads it served over all reads; null until the store counts reads per tier.
+    /// Extent reads it served over the extent reads of all tiers (cache hits, for a
+    /// memory tier); null before any read.
     pub hit_ratio: Option<f64>,
     /// Extents moved into or out of it since the daemon started.
     pub moves: u64,
@@ -128,7 +129,7 @@ impl StorageQuery {
                 capacity: t.capacity,
                 used: t.used,
                 extents: t.extents,
-                hit_ratio: None,
+                hit_ratio: t.hit_ratio,
                 moves: t.moved_in + t.moved_out,
                 moved_in: t.moved_in,
                 moved_out: t.moved_out,

@@ -32,7 +32,7 @@ use hypernix_config::schema::compute::StorageRequest;
 use hypernix_config::schema::storage::{MovementEngine, Storage};
 use hypernix_events::{EventBus, NewEvent};
 use hypernix_storage::nbd::NbdServer;
-use hypernix_storage::{ExtentHeat, Store, StoreConfig, TierMedium, VolumeInfo};
+use hypernix_storage::{ExtentPlacement, Store, StoreConfig, TierMedium, VolumeInfo};
 use hypernix_vmm::{DiskFormat, DiskSource};
 use serde::Serialize;
 use serde_json::json;
@@ -62,6 +62,9 @@ pub struct TierStatus {
     pub moved_in: u64,
     /// Extents moved out of it since the daemon started.
     pub moved_out: u64,
+    /// Extent reads it served over the extent reads of all tiers (cache hits, for a
+    /// memory tier); `None` before any read.
+    pub hit_ratio: Option<f64>,
 }
 
 /// One extent moved by the placement engine.
@@ -251,9 +254,9 @@ impl StorageEngine {
     pub fn tiers(&self) -> StorageResult<Vec<TierStatus>> {
         let engine = self.engine()?;
         let moves = engine.moves.lock().expect("moves lock").clone();
-        Ok(engine
-            .store
-            .tier_stats()
+        let stats = engine.store.tier_stats();
+        let any_reads = stats.iter().any(|t| t.reads > 0);
+        Ok(stats
             .into_iter()
             .map(|t| {
                 let (moved_in, moved_out) = moves.get(&t.name).copied().unwrap_or_default();
@@ -266,6 +269,7 @@ impl StorageEngine {
                     extents: t.extents,
                     moved_in,
                     moved_out,
+                    hit_ratio: any_reads.then_some(t.hit_ratio),
                 }
             })
             .collect())
@@ -277,7 +281,7 @@ impl StorageEngine {
     }
 
     /// Every allocated extent of a volume with its tier and heat.
-    pub fn heat_map(&self, volume: &str) -> StorageResult<Vec<ExtentHeat>> {
+    pub fn heat_map(&self, volume: &str) -> StorageResult<Vec<ExtentPlacement>> {
         self.engine()?
             .store
             .volume_extents(volume)

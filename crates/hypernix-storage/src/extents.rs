@@ -5,9 +5,9 @@ use serde::Serialize;
 use crate::error::StorageError;
 use crate::store::Store;
 
-/// One allocated extent of a volume.
+/// One allocated extent of a volume: its tier and total heat (the GraphQL heat map).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExtentHeat {
+pub struct ExtentPlacement {
     /// The extent index (byte offset / granularity).
     pub extent: u64,
     /// The tier holding it.
@@ -20,7 +20,7 @@ pub struct ExtentHeat {
 
 impl Store {
     /// Every allocated extent of volume `name` in index order, with its tier and heat.
-    pub fn volume_extents(&self, name: &str) -> Result<Vec<ExtentHeat>, StorageError> {
+    pub fn volume_extents(&self, name: &str) -> Result<Vec<ExtentPlacement>, StorageError> {
         let st = self.shared();
         let id = st
             .volumes
@@ -29,13 +29,13 @@ impl Store {
             .ok_or_else(|| StorageError::NoVolume(name.into()))?;
         let now = self.now();
         let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<ExtentHeat> = st
+        let mut out: Vec<ExtentPlacement> = st
             .extents
             .iter()
             .filter(|(k, _)| k.0 == id)
             .map(|(&key, &(tier, _))| {
                 let t = st.tier(tier);
-                ExtentHeat {
+                ExtentPlacement {
                     extent: key.1,
                     tier: t.spec.name.clone(),
                     level: t.spec.level,

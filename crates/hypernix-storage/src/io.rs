@@ -4,6 +4,9 @@
 //! default level; 2. write the whole extent there; 3. sync the tier file; 4. commit the map.
 //! A whole-extent zero write, TRIM or WRITE_ZEROES frees the extent (commit, then punch).
 
+use std::sync::atomic::Ordering;
+
+use crate::counters::Counters;
 use crate::error::StorageError;
 use crate::map::Op;
 use crate::store::{Run, State, Store};
@@ -45,17 +48,80 @@ impl Store {
     pub fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         let st = self.shared();
         let id = self.range(&st, name, offset, buf.len() as u64)?;
+        self.record(id, offset, buf.len() as u64, false, None);
         let mut at = 0usize;
         for (idx, off, n) in pieces(self.granularity, offset, buf.len() as u64) {
             let part = &mut buf[at..at + n as usize];
-            match st.extents.get(&(id, idx)) {
-                Some(&(t, slot)) => st.tier(t).data.read(slot, off, part)?,
-                None => part.fill(0),
-            }
             at += n as usize;
+            let Some(&(t, slot)) = st.extents.get(&(id, idx)) else {
+                part.fill(0);
+                continue;
+            };
+            if !self.read_cached(&st, (id, idx), (t, slot), off, part)? {
+                st.tier(t).data.read(slot, off, part)?;
+                Counters::bump(&self.counters.served, st.index(t));
+            }
         }
-        self.record(id, offset, buf.len() as u64, false);
         Ok(())
+    }
+
+    /// Serves a read of a mapped extent through the memory cache (see [`crate::memcache`]);
+    /// returns false when the caller must read the tier itself.
+    fn read_cached(
+        &self,
+        st: &State,
+        key: (u64, u64),
+        (t, slot): (u8, u64),
+        off: u64,
+        part: &mut [u8],
+    ) -> Result<bool, StorageError> {
+        let Some(cache) = &self.cache else {
+            return Ok(false);
+        };
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = {
+            let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+            cache.access(key, &heat, self.now())
+        };
+        if outcome.hit
+            && let Some(copy) = cache.copy(&key)
+        {
+            part.copy_from_slice(&copy[off as usize..off as usize + part.len()]);
+            Counters::bump(&self.counters.served, cache.tier);
+            return Ok(true);
+        }
+        if outcome.hit {
+            // Admitted earlier but its copy never arrived (the tier read failed): start over.
+            cache.drop_key(&key);
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        if !outcome.admitted {
+            return Ok(false);
+        }
+        let mut whole = vec![0u8; self.granularity as usize].into_boxed_slice();
+        st.tier(t).data.read(slot, 0, &mut whole)?;
+        part.copy_from_slice(&whole[off as usize..off as usize + part.len()]);
+        cache.insert(key, whole);
+        Counters::bump(&self.counters.served, st.index(t));
+        Ok(true)
+    }
+
+    /// Tells the memory cache that `data` was written at `off` in extent `key`.
+    pub(crate) fn cache_written(&self, key: (u64, u64), off: u64, data: &[u8]) {
+        if let Some(cache) = &self.cache {
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.written(key, off, data);
+        }
+    }
+
+    /// Drops extent `key` from the memory cache.
+    pub(crate) fn cache_drop(&self, key: (u64, u64)) {
+        if let Some(cache) = &self.cache {
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drop_key(&key);
+        }
     }
 
     /// Writes `data` to volume `name` at `offset`; with `fua` it is durable on return.
@@ -67,7 +133,7 @@ impl Store {
         fua: bool,
     ) -> Result<(), StorageError> {
         if let Some(id) = self.write_in_place(name, offset, data, fua)? {
-            self.record(id, offset, data.len() as u64, true);
+            self.record(id, offset, data.len() as u64, true, Some(data));
             return Ok(());
         }
         let mut st = self.lock();
@@ -83,6 +149,7 @@ impl Store {
                 Some(_) if zero && n == g => self.free_one(&mut st, name, (id, idx))?,
                 Some((t, slot)) => {
                     st.tier(t).data.write(slot, off, part)?;
+                    self.cache_written((id, idx), off, part);
                     touched.push(t);
                 }
                 None if zero => {}
@@ -96,7 +163,7 @@ impl Store {
             }
         }
         drop(st);
-        self.record(id, offset, data.len() as u64, true);
+        self.record(id, offset, data.len() as u64, true, Some(data));
         Ok(())
     }
 
@@ -119,15 +186,16 @@ impl Store {
             at += n as usize;
             match st.extents.get(&(id, idx)) {
                 Some(_) if n == g && part.iter().all(|&b| b == 0) => return Ok(None),
-                Some(&(t, slot)) => targets.push((t, slot, off, part)),
+                Some(&(t, slot)) => targets.push((idx, t, slot, off, part)),
                 None => return Ok(None),
             }
         }
-        for &(t, slot, off, part) in &targets {
+        for &(idx, t, slot, off, part) in &targets {
             st.tier(t).data.write(slot, off, part)?;
+            self.cache_written((id, idx), off, part);
         }
         if fua {
-            let mut tiers: Vec<u8> = targets.iter().map(|x| x.0).collect();
+            let mut tiers: Vec<u8> = targets.iter().map(|x| x.1).collect();
             tiers.dedup();
             for t in tiers {
                 st.tier(t).data.sync()?;
@@ -150,6 +218,7 @@ impl Store {
                     let zeros = vec![0u8; n as usize];
                     let tier = &st.tier(t).data;
                     tier.write(slot, off, &zeros)?;
+                    self.cache_written((id, idx), off, &zeros);
                     if fua {
                         tier.sync()?;
                     }
@@ -164,6 +233,9 @@ impl Store {
         let st = self.shared();
         for t in &st.tiers {
             t.data.sync()?;
+        }
+        if self.durable && self.counters.due() {
+            self.save_counters()?;
         }
         Ok(())
     }
@@ -196,6 +268,7 @@ impl Store {
         self.map
             .commit(&[Op::DelExtent(key), Op::AddFree(t, slot)])?;
         st.extents.remove(&key);
+        self.cache_drop(key);
         self.heat
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -205,18 +278,27 @@ impl Store {
         st.tiers[i].data.discard(slot)
     }
 
-    /// Tier indexes in allocation order: the default level and slower, then faster ones.
-    pub(crate) fn allocation_order(&self, st: &State) -> Vec<usize> {
-        let usable = |i: &usize| !self.durable || st.tiers[*i].data.durable();
+    /// Tier indexes in allocation order for volume `name`: its preferred level (the
+    /// default level without a classification) and slower, then faster ones; only the
+    /// levels its classification allows.
+    pub(crate) fn allocation_order(&self, st: &State, name: &str) -> Vec<usize> {
+        let start = self
+            .rules
+            .class(name)
+            .map_or(self.default_level, |c| c.preferred);
+        let usable = |i: &usize| {
+            (!self.durable || st.tiers[*i].data.durable())
+                && self.rules.allows(name, st.tiers[*i].spec.level)
+        };
         let n = st.tiers.len();
         let mut order: Vec<usize> = (0..n)
-            .filter(|&i| st.tiers[i].spec.level >= self.default_level)
+            .filter(|&i| st.tiers[i].spec.level >= start)
             .filter(usable)
             .collect();
         order.extend(
             (0..n)
                 .rev()
-                .filter(|&i| st.tiers[i].spec.level < self.default_level)
+                .filter(|&i| st.tiers[i].spec.level < start)
                 .filter(usable),
         );
         order
@@ -261,7 +343,7 @@ impl Store {
             extent: key.1,
         };
         let (i, slot, op) = self
-            .allocation_order(st)
+            .allocation_order(st, name)
             .into_iter()
             .find_map(|i| Store::take_slot(st, i).map(|(s, op)| (i, s, op)))
             .ok_or_else(full)?;

@@ -13,6 +13,11 @@ const VOLUMES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("volumes
 const EXTENTS: TableDefinition<(u64, u64), (u8, u64)> = TableDefinition::new("extents");
 const TIERS: TableDefinition<&str, (u8, u64)> = TableDefinition::new("tiers");
 const FREE: TableDefinition<(u8, u64), ()> = TableDefinition::new("free");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const HEAT: TableDefinition<(u64, u64), (f32, f32, u64)> = TableDefinition::new("heat");
+
+/// A saved heat row: (volume id, extent index) → (reads, writes, unix second of last access).
+pub(crate) type HeatRow = ((u64, u64), (f32, f32, u64));
 
 /// The map format this build reads and writes.
 pub const FORMAT: u64 = 1;
@@ -36,6 +41,12 @@ pub(crate) enum Op {
     AddFree(u8, u64),
     /// Remove a slot from a tier's free list.
     TakeFree(u8, u64),
+    /// Set a statistics counter.
+    Counter(String, u64),
+    /// Empty the saved heat.
+    ClearHeat,
+    /// Save an extent's heat: reads, writes, unix second of the last access.
+    Heat((u64, u64), (f32, f32, u64)),
 }
 
 /// The whole map, read at open.
@@ -51,6 +62,10 @@ pub(crate) struct Loaded {
     pub tiers: BTreeMap<String, (u8, u64)>,
     /// Free slots.
     pub free: BTreeSet<(u8, u64)>,
+    /// Statistics counters.
+    pub counters: BTreeMap<String, u64>,
+    /// Saved heat.
+    pub heat: Vec<HeatRow>,
 }
 
 /// The open map database.
@@ -115,6 +130,14 @@ impl Map {
             let (k, _) = row.at(p)?;
             out.free.insert(k.value());
         }
+        for row in txn.open_table(COUNTERS).at(p)?.iter().at(p)? {
+            let (k, v) = row.at(p)?;
+            out.counters.insert(k.value().to_owned(), v.value());
+        }
+        for row in txn.open_table(HEAT).at(p)?.iter().at(p)? {
+            let (k, v) = row.at(p)?;
+            out.heat.push((k.value(), v.value()));
+        }
         Ok(out)
     }
 
@@ -128,6 +151,8 @@ impl Map {
             let mut extents = txn.open_table(EXTENTS).at(p)?;
             let mut tiers = txn.open_table(TIERS).at(p)?;
             let mut free = txn.open_table(FREE).at(p)?;
+            let mut counters = txn.open_table(COUNTERS).at(p)?;
+            let mut heat = txn.open_table(HEAT).at(p)?;
             for op in ops {
                 match op {
                     Op::Meta(k, v) => drop(meta.insert(*k, *v).at(p)?),
@@ -142,6 +167,9 @@ impl Map {
                     }
                     Op::AddFree(t, s) => drop(free.insert((*t, *s), ()).at(p)?),
                     Op::TakeFree(t, s) => drop(free.remove((*t, *s)).at(p)?),
+                    Op::Counter(k, v) => drop(counters.insert(k.as_str(), *v).at(p)?),
+                    Op::ClearHeat => heat.retain(|_, _| false).at(p)?,
+                    Op::Heat(k, v) => drop(heat.insert(*k, *v).at(p)?),
                 }
             }
         }

@@ -13,10 +13,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::classify::Rules;
 use crate::config::{StoreConfig, TierMedium, TierSpec};
+use crate::counters::Counters;
 use crate::error::StorageError;
 use crate::heat::HeatMap;
 use crate::map::{FORMAT, Map, Op};
+use crate::memcache::MemCache;
+use crate::options::StoreOptions;
 use crate::tier::TierData;
 
 /// A volume as listed.
@@ -43,8 +47,15 @@ pub struct TierStats {
     pub capacity: u64,
     /// Bytes in use by extents.
     pub used: u64,
-    /// Extents it holds.
+    /// Extents it holds (a memory tier of a durable store: extents cached).
     pub extents: u64,
+    /// Extent reads it served (a memory tier of a durable store: cache hits), saved now
+    /// and then while a server runs.
+    pub reads: u64,
+    /// `reads` over the extent reads of all tiers (0 before any read).
+    pub hit_ratio: f64,
+    /// Extents the placement engine moved into it.
+    pub moves_in: u64,
 }
 
 /// A run of a volume with the same allocation state.
@@ -80,6 +91,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The index of tier `id` in `tiers`.
+    pub fn index(&self, id: u8) -> usize {
+        self.tiers.iter().position(|t| t.id == id).unwrap_or(0)
+    }
+
     pub fn tier(&self, id: u8) -> &TierState {
         // Every mapped tier id was checked against the tiers at open.
         let i = self.tiers.iter().position(|t| t.id == id).unwrap_or(0);
@@ -98,6 +114,22 @@ pub struct Store {
     pub(crate) heat: Mutex<HeatMap>,
     pub(crate) epoch: Instant,
     pub(crate) clock_offset: AtomicU64,
+    pub(crate) cache: Option<Mutex<MemCache>>,
+    pub(crate) counters: Counters,
+    pub(crate) rules: Rules,
+    /// Per volume id: where its recent runs ended, latest first (to tell sequential from
+    /// random).
+    pub(crate) streams: Mutex<HashMap<u64, [u64; STREAMS]>>,
+}
+
+/// How many interleaved sequential runs per volume are told apart.
+const STREAMS: usize = 4;
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Checks that `name` can be a volume and an NBD export name.
@@ -122,23 +154,39 @@ fn tier_path(dir: &Path, spec: &TierSpec) -> PathBuf {
 }
 
 impl Store {
-    /// Opens the store in `dir` (creating it), with the tiers of `config`.
+    /// Opens the store in `dir` (creating it), with the tiers of `config` and default
+    /// [`StoreOptions`] (a memory tier becomes a W-TinyLFU read cache).
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StorageError> {
+        Store::open_with(dir, config, &StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` (creating it), with the tiers of `config` and `options`.
+    pub fn open_with(
+        dir: &Path,
+        config: &StoreConfig,
+        options: &StoreOptions,
+    ) -> Result<Store, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::TierIo {
             tier: "(store)".into(),
             path: dir.into(),
             source,
         })?;
         let map = Map::open(&dir.join("map.redb"))?;
-        Store::build(map, config, Some(dir))
+        Store::build(map, config, Some(dir), Some(options))
     }
 
     /// An ephemeral store in RAM: every tier is a memory tier; nothing survives a restart.
     pub fn ephemeral(config: &StoreConfig) -> Result<Store, StorageError> {
-        Store::build(Map::memory()?, config, None)
+        Store::build(Map::memory()?, config, None, None)
     }
 
-    fn build(map: Map, config: &StoreConfig, dir: Option<&Path>) -> Result<Store, StorageError> {
+    /// Builds the store; `options` is `None` for an ephemeral store (no cache).
+    fn build(
+        map: Map,
+        config: &StoreConfig,
+        dir: Option<&Path>,
+        options: Option<&StoreOptions>,
+    ) -> Result<Store, StorageError> {
         let g = config.granularity;
         let loaded = map.load()?;
         let incompatible = |reason: String| StorageError::Incompatible {
@@ -230,6 +278,41 @@ impl Store {
             .map(|(name, (id, size))| (name, Volume { id, size }))
             .collect();
         let next_volume = loaded.meta.get("next_volume").copied().unwrap_or(1);
+        if let Some(o) = options
+            && o.cache.capacity.is_some()
+            && tiers.iter().all(|t| t.data.durable())
+        {
+            return Err(StorageError::Config(
+                "storage.fabric.caching.layers has a memory layer but storage.tiers has no \
+                 memory tier for it; add a tier with a memory provider"
+                    .into(),
+            ));
+        }
+        let cache = options.and_then(|o| {
+            let tier = tiers.iter().position(|t| !t.data.durable())?;
+            let capacity = o.cache.capacity.unwrap_or(tiers[tier].spec.capacity) / g;
+            (capacity > 0).then(|| Mutex::new(MemCache::new(&o.cache, tier, capacity)))
+        });
+        let half_life = config.half_life.as_secs_f64().max(1.0);
+        let mut heat = HeatMap::with_windows(
+            half_life,
+            &options.map_or_else(|| StoreOptions::default().windows, |o| o.windows.clone()),
+        );
+        let unix = unix_now();
+        for &(key, (reads, writes, last)) in &loaded.heat {
+            // Decayed over the time the store was closed; idle time restarts at open.
+            let f = (-(unix.saturating_sub(last) as f64) / half_life).exp2() as f32;
+            let counter = crate::heat::Counter {
+                reads: reads * f,
+                writes: writes * f,
+                last: 0,
+            };
+            heat.restore(key, counter);
+        }
+        let counters = Counters::new(
+            tiers.iter().map(|t| t.spec.name.clone()).collect(),
+            &loaded.counters,
+        );
         Ok(Store {
             state: RwLock::new(State {
                 volumes,
@@ -242,9 +325,13 @@ impl Store {
             durable: dir.is_some(),
             default_level: config.default_level,
             dir: dir.map(Path::to_path_buf),
-            heat: Mutex::new(HeatMap::new(config.half_life.as_secs_f64())),
+            heat: Mutex::new(heat),
             epoch: Instant::now(),
             clock_offset: AtomicU64::new(0),
+            cache,
+            counters,
+            rules: options.map(|o| o.rules.clone()).unwrap_or_default(),
+            streams: Mutex::new(HashMap::new()),
         })
     }
 
@@ -270,16 +357,31 @@ impl Store {
         self.clock_offset.fetch_add(secs, Ordering::Relaxed);
     }
 
-    /// Counts an access to every extent of `[offset, offset+len)` of volume `id`.
-    pub(crate) fn record(&self, id: u64, offset: u64, len: u64, write: bool) {
+    /// Counts an access to every extent of `[offset, offset+len)` of volume `id`, noting
+    /// whether it continues the volume's previous access (or spans a whole extent), and for
+    /// writes whether `data` looks compressible.
+    pub(crate) fn record(&self, id: u64, offset: u64, len: u64, write: bool, data: Option<&[u8]>) {
         if len == 0 {
             return;
         }
         let now = self.now();
         let g = self.granularity;
+        let compressible = data.map(crate::heat::looks_compressible);
         let mut heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let ends = streams.entry(id).or_default();
+        let hit = ends.iter().position(|&e| e == offset && e != 0);
+        let sequential = len >= g || hit.is_some();
+        // Follow up to STREAMS interleaved runs: the continued one, else the oldest goes.
+        let slot = hit.unwrap_or(STREAMS - 1);
+        ends[..=slot].rotate_right(1);
+        ends[0] = offset + len;
         for idx in offset / g..=(offset + len - 1) / g {
             heat.record((id, idx), now, write);
+            heat.note_pattern((id, idx), sequential);
+            if let Some(c) = compressible {
+                heat.note_content((id, idx), c);
+            }
         }
     }
 
@@ -370,6 +472,7 @@ impl Store {
             if let Some(&(t, slot)) = st.extents.get(&(id, idx)) {
                 let tail = vec![0u8; (g - size % g) as usize];
                 st.tier(t).data.write(slot, size % g, &tail)?;
+                self.cache_written((id, idx), size % g, &tail);
                 st.tier(t).data.sync()?;
             }
         }
@@ -406,6 +509,11 @@ impl Store {
         self.map.commit(ops)?;
         for (key, t, s) in freed {
             st.extents.remove(&key);
+            self.cache_drop(key);
+            self.heat
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(key);
             let i = st.tiers.iter().position(|x| x.id == t).unwrap_or(0);
             st.tiers[i].free.insert(s);
             st.tiers[i].data.discard(s)?;
@@ -413,26 +521,60 @@ impl Store {
         Ok(())
     }
 
-    /// Per-tier usage, fastest first.
+    /// Per-tier usage, reads and moves, fastest first.
     pub fn tier_stats(&self) -> Vec<TierStats> {
         let st = self.shared();
         let mut count: HashMap<u8, u64> = HashMap::new();
         for &(t, _) in st.extents.values() {
             *count.entry(t).or_default() += 1;
         }
+        let cache = self.cache.as_ref().map(|c| {
+            let c = c.lock().unwrap_or_else(|e| e.into_inner());
+            (c.tier, c.len(), c.capacity)
+        });
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let reads: Vec<u64> = self.counters.served.iter().map(load).collect();
+        let total: u64 = reads.iter().sum();
         st.tiers
             .iter()
-            .map(|t| {
-                let extents = count.get(&t.id).copied().unwrap_or(0);
+            .enumerate()
+            .map(|(i, t)| {
+                let (extents, slots) = match cache {
+                    Some((tier, len, capacity)) if tier == i => (len, capacity),
+                    _ => (count.get(&t.id).copied().unwrap_or(0), t.slots),
+                };
                 TierStats {
                     name: t.spec.name.clone(),
                     level: t.spec.level,
                     durable: t.data.durable(),
-                    capacity: t.slots * self.granularity,
+                    capacity: slots * self.granularity,
                     used: extents * self.granularity,
                     extents,
+                    reads: reads[i],
+                    hit_ratio: if total == 0 {
+                        0.0
+                    } else {
+                        reads[i] as f64 / total as f64
+                    },
+                    moves_in: load(&self.counters.moves_in[i]),
                 }
             })
             .collect()
+    }
+
+    /// Saves the read, move and cache counters and every extent's decayed heat to the map
+    /// (a flush does so every 30 s), so they survive a restart.
+    pub fn save_counters(&self) -> Result<(), StorageError> {
+        let mut ops = self.counters.ops();
+        ops.push(Op::ClearHeat);
+        let now = self.now();
+        let unix = unix_now();
+        let heat = self.heat.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, c) in heat.counters() {
+            let last = unix.saturating_sub(u64::from(now.saturating_sub(c.last)));
+            ops.push(Op::Heat(key, (c.reads, c.writes, last)));
+        }
+        drop(heat);
+        self.map.commit(&ops)
     }
 }

@@ -1,9 +1,13 @@
 //! The integration tests of hypernix-storage, one binary.
 
 mod bad_input;
+mod cache;
+mod classify;
 mod clients;
 mod config;
 mod durability;
 mod kit;
+mod movement;
 mod placement;
+mod replay;
 mod store;

@@ -118,3 +118,38 @@ fn writes_interleaved_with_moves_keep_every_byte() {
     assert!(got == model, "reopened store differs from the model");
     assert!(s.fsck().unwrap().is_clean());
 }
+
+#[test]
+fn content_steers_placement_sequential_stays_and_compressible_leaves_first() {
+    let (_d, s) = store(&two_tiers());
+    s.create_volume("v", 16 * G).unwrap();
+    // Extent 0 holds random bytes, extent 1 text; both go to fast, then cool down.
+    let text = b"placement keeps text on slow tiers first ".repeat(40);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..1600)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for _ in 0..5 {
+        s.write("v", 512, &random, false).unwrap();
+        s.write("v", G + 512, &text, false).unwrap();
+    }
+    assert!(s.move_extent("v", 0, "fast").unwrap() && s.move_extent("v", 1, "fast").unwrap());
+    s.advance_clock(20 * 3600);
+    // Extent 2 is read in one sequential run, extent 3 at random places, as often.
+    s.write("v", 2 * G, b"s", false).unwrap();
+    s.write("v", 3 * G, b"r", false).unwrap();
+    let mut b = vec![0u8; 4096];
+    for i in 0..12u64 {
+        s.read("v", 2 * G + i * 4096, &mut b).unwrap();
+        s.read("v", 3 * G + (i * 7 % 12) * 4096 + 100, &mut b[..16])
+            .unwrap();
+    }
+    let moves = s.plan_moves();
+    let order: Vec<(u64, &str)> = moves.iter().map(|m| (m.extent, m.to.as_str())).collect();
+    assert_eq!(order, [(1, "slow"), (0, "slow"), (3, "fast")], "{moves:?}");
+}
