@@ -260,11 +260,14 @@ async fn watch(
     }
 }
 
+/// A field's argument: its name and value.
+type Arg = (Positioned<Name>, Positioned<Value>);
+
 /// The root fields of a selection set, through fragments, with their arguments.
 fn root_fields<'a>(
     set: &'a SelectionSet,
     fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
-    out: &mut Vec<(&'a str, &'a [(Positioned<Name>, Positioned<Value>)])>,
+    out: &mut Vec<(&'a str, &'a [Arg])>,
 ) {
     for item in &set.items {
         match &item.node {
@@ -282,11 +285,7 @@ fn root_fields<'a>(
 }
 
 /// An argument's value as JSON, with variables substituted.
-fn arg(
-    args: &[(Positioned<Name>, Positioned<Value>)],
-    name: &str,
-    variables: &Variables,
-) -> Option<serde_json::Value> {
+fn arg(args: &[Arg], name: &str, variables: &Variables) -> Option<serde_json::Value> {
     let v = args.iter().find(|(n, _)| n.node.as_str() == name)?;
     v.1.node
         .clone()
@@ -297,12 +296,7 @@ fn arg(
 }
 
 /// The capability request of a root field.
-fn request(
-    daemon: &Daemon,
-    rule: &Rule,
-    args: &[(Positioned<Name>, Positioned<Value>)],
-    variables: &Variables,
-) -> Request {
+fn request(daemon: &Daemon, rule: &Rule, args: &[Arg], variables: &Variables) -> Request {
     let mut operation = rule.operation.to_string();
     if rule.operation == "unit.control"
         && let Some(serde_json::Value::String(action)) = arg(args, "action", variables)

@@ -369,12 +369,12 @@ fn zones(security: &Security) -> Result<Vec<(String, Tz)>, CapsError> {
 
 /// Names the reason of the first failed check, else the missing right.
 fn classify(checks: &[FailedCheck], request: &Request) -> Denial {
-    let rule = checks.iter().find_map(|c| match c {
-        FailedCheck::Block(b) => Some(b.rule.as_str()),
-        FailedCheck::Authorizer(a) => Some(a.rule.as_str()),
+    let rule = checks.first().map(|c| match c {
+        FailedCheck::Block(b) => b.rule.as_str(),
+        FailedCheck::Authorizer(a) => a.rule.as_str(),
     });
     match rule {
-        Some(r) if r.contains("local_time(") => OutsideSchedule(r),
+        Some(r) if r.contains("local_time(") => outside_schedule(r),
         Some(r) if r.contains("$t >=") => Denial::NotYetValid,
         Some(r) if r.contains("$t <") => Denial::Expired,
         Some(r) if r.contains("units(") => Denial::MaxUnits {
@@ -392,8 +392,7 @@ fn classify(checks: &[FailedCheck], request: &Request) -> Denial {
     }
 }
 
-#[allow(non_snake_case)]
-fn OutsideSchedule(rule: &str) -> Denial {
+fn outside_schedule(rule: &str) -> Denial {
     let zone = rule
         .split("local_time(\"")
         .nth(1)

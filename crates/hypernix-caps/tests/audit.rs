@@ -11,8 +11,10 @@ fn record(i: usize) -> AuditRecord {
         token: Some("t".into()),
         operation: "unit.start".into(),
         resource: Some(format!("unit/web{i}")),
-        allowed: i % 3 != 0,
-        reason: (i % 3 == 0).then(|| "the token does not allow unit.start".into()),
+        allowed: !i.is_multiple_of(3),
+        reason: i
+            .is_multiple_of(3)
+            .then(|| "the token does not allow unit.start".into()),
     }
 }
 
