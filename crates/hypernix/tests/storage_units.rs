@@ -77,6 +77,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
 fn console_value(d: &TestDaemon, unit: &str, command: &str, key: &str) -> String {
     let mut child = Command::new(kit::bin())
         .args(["--api", &d.api, "console", unit])
+        .env("HYPERNIX_TOKEN", d.token())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -436,20 +437,10 @@ fn an_unwritable_tier_location_is_reported_and_fails_units_that_need_it() {
     assert!(err.contains("cannot create its location"), "{err}");
 }
 
-/// The daemon's root credential, if it has one (`STATE/caps/root.token`).
-fn token(d: &TestDaemon) -> Option<String> {
-    std::fs::read_to_string(d.state().join("caps/root.token"))
-        .ok()
-        .map(|t| t.trim().to_string())
-}
-
 /// Asks the daemon's GraphQL API `query`; answers the data's `field`, or the errors.
 fn gql(d: &TestDaemon, query: &str, field: &str) -> Result<Value, String> {
-    let mut post = ureq::post(format!("http://{}/graphql", d.api));
-    if let Some(t) = token(d) {
-        post = post.header("authorization", &format!("Bearer {t}"));
-    }
-    let mut r = post
+    let mut r = ureq::post(format!("http://{}/graphql", d.api))
+        .header("authorization", &format!("Bearer {}", d.token()))
         .send_json(json!({ "query": query }))
         .map_err(|e| e.to_string())?;
     let v: Value = r.body_mut().read_json().map_err(|e| e.to_string())?;
@@ -472,11 +463,8 @@ fn node_subscribe(
         "run `npm ci` in {} (scripts/test.sh does)",
         dir.display()
     );
-    let mut node = Command::new("node");
-    if let Some(t) = token(d) {
-        node.env("HYPERNIX_TOKEN", t);
-    }
-    let mut node = node
+    let mut node = Command::new("node")
+        .env("HYPERNIX_TOKEN", d.token())
         .arg(dir.join("subscribe.mjs"))
         .arg(format!("ws://{}/graphql", d.api))
         .arg(query)
