@@ -12,7 +12,9 @@ mod crypto;
 mod error;
 mod gc;
 pub mod hex;
+mod image;
 mod index;
+pub mod nbd;
 pub mod pack;
 mod repo;
 mod restore;
@@ -27,6 +29,7 @@ pub use check::{Affected, CheckReport, Problem, RepairReport, check, repair};
 pub use crypto::{KdfParams, Keys};
 pub use error::{Error, Result};
 pub use gc::{PruneOptions, PruneReport, SnapshotVerdict, prune};
+pub use image::{BlockSource, ImageOptions, backup_image};
 pub use index::{Index, Location};
 pub use repo::{
     ChunkerParams, CompressionParams, InitOptions, RepoConfig, Repository, SimilarityParams,
