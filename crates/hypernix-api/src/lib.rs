@@ -1,9 +1,10 @@
 //! The GraphQL API of hypernix: compute units, tags, policies, configuration apply and
-//! plan, and the event log, with live subscriptions; the server that serves it, and the
+//! plan, backups, and the event log, with live subscriptions; the server that serves it, and the
 //! client the command line uses. The schema is checked in at `schema.graphql`.
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod client;
 pub mod schema;
 pub mod server;

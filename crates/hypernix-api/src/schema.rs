@@ -11,6 +11,7 @@ use hypernix_daemon::Daemon;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
+use crate::backup::{BackupMutation, BackupQuery, BackupSubscription};
 use crate::types::EventFilter;
 use crate::units::{UnitMutation, UnitQuery, UnitSubscription};
 
@@ -82,6 +83,7 @@ pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
         DaemonError::Config(_) => "BAD_CONFIG",
         DaemonError::UnknownUnit(_) => "NOT_FOUND",
         DaemonError::Unit { .. } => "CONFLICT",
+        DaemonError::Backup { .. } => "BACKUP_FAILED",
         DaemonError::Store(_) => "INTERNAL",
     };
     let details = match &e {
@@ -140,15 +142,15 @@ pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<St
 
 /// Read-only queries.
 #[derive(MergedObject, Default)]
-pub struct Query(UnitQuery);
+pub struct Query(UnitQuery, BackupQuery);
 
 /// Changes.
 #[derive(MergedObject, Default)]
-pub struct Mutation(UnitMutation);
+pub struct Mutation(UnitMutation, BackupMutation);
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(UnitSubscription);
+pub struct Subscription(UnitSubscription, BackupSubscription);
 
 /// Counts the subscriptions open on one connection.
 #[derive(Default)]

@@ -156,7 +156,7 @@ impl Shared {
 
 /// The running daemon.
 pub struct Daemon {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     listen: SocketAddr,
     accel_reason: String,
     apply_lock: tokio::sync::Mutex<()>,
@@ -223,14 +223,16 @@ impl Daemon {
                 .insert(name, handle);
         }
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             shared,
             listen,
             accel_reason,
             apply_lock: tokio::sync::Mutex::new(()),
             shutdown,
             jobs: std::sync::atomic::AtomicU64::new(0),
-        }))
+        });
+        crate::backup::Scheduler::spawn(Arc::downgrade(&daemon));
+        Ok(daemon)
     }
 
     /// Resolves when the daemon has been asked to stop.
@@ -428,7 +430,7 @@ impl Daemon {
             .await;
     }
 
-    fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
+    pub(crate) fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
         self.shared
             .units
             .lock()

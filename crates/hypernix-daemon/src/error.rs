@@ -19,6 +19,14 @@ pub enum DaemonError {
         /// What went wrong and what to do.
         message: String,
     },
+    /// A backup source cannot be backed up, or its repository not read.
+    #[error("backup `{name}`: {message}")]
+    Backup {
+        /// The source (or repository) name.
+        name: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
