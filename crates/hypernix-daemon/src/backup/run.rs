@@ -363,10 +363,11 @@ impl DiskBackup<'_> {
             }
             .map_err(|e| e.to_string())?;
             let options = ImageOptions { changed, ..options };
+            let total = nbd.size();
             let (mut done, mut last) = (0u64, Instant::now());
             let mut progress = |n: u64| {
                 done += n;
-                if last.elapsed() >= PROGRESS_EVERY {
+                if last.elapsed() >= PROGRESS_EVERY || done >= total {
                     last = Instant::now();
                     let mut payload = progress_payload.clone();
                     payload["done"] = json!(done);

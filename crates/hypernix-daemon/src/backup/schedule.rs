@@ -1,8 +1,8 @@
 //! The schedule of `backup.sources`, checked every second against the configuration
 //! applied last.
 //!
-//! - A source runs first when the daemon first sees it (at start or after the apply that
-//!   adds it), then every `schedule.interval`; slots missed while a run lasted are skipped.
+//! - A source runs first when the daemon first sees it (at start, or after the apply that
+//!   adds it or changes its schedule), then every `schedule.interval`; slots missed while a run lasted are skipped.
 //! - `schedule.continuous`: runs follow each other back to back, each starting when the
 //!   previous ended but no sooner than `interval` after the previous start.
 //! - `schedule.window` (UTC): runs start only inside it; a window may pass midnight.
@@ -14,7 +14,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use chrono::Timelike;
-use hypernix_config::schema::backup::BackupWindow;
+use hypernix_config::schema::backup::{BackupSchedule, BackupWindow};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -28,6 +28,7 @@ pub(crate) struct Scheduler;
 
 /// One source's place in the schedule.
 struct Slot {
+    schedule: BackupSchedule,
     next: Instant,
     started: Instant,
     task: Option<JoinHandle<()>>,
@@ -51,10 +52,16 @@ impl Scheduler {
                     let schedule = &source.schedule;
                     let interval = schedule.interval.std();
                     let slot = slots.entry(name.clone()).or_insert(Slot {
+                        schedule: schedule.clone(),
                         next: now,
                         started: now,
                         task: None,
                     });
+                    if slot.schedule != *schedule {
+                        // A new schedule starts over, as for a new source.
+                        slot.schedule = schedule.clone();
+                        slot.next = now;
+                    }
                     if let Some(task) = &slot.task {
                         if !task.is_finished() {
                             continue;
@@ -100,7 +107,7 @@ fn in_window(window: Option<&BackupWindow>, now: chrono::DateTime<chrono::Utc>) 
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use hypernix_config::schema::backup::BackupWindow;
+    use hypernix_config::schema::backup::{BackupSchedule, BackupWindow};
 
     use super::in_window;
 
