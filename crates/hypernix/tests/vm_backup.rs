@@ -208,7 +208,10 @@ fn incremental_backups_of_a_running_guest_read_only_changed_blocks() {
     console.run("dd if=/dev/urandom of=/dev/vda bs=4k count=1 seek=600 conv=fsync");
     console.run("dd if=/dev/urandom of=/dev/vda bs=64k count=8 seek=640 conv=fsync");
     let sha_b = console.disk_sha();
-    assert!(zero_sha != sha_a && sha_a != sha_b, "the guest's writes changed the disk");
+    assert!(
+        zero_sha != sha_a && sha_a != sha_b,
+        "the guest's writes changed the disk"
+    );
     let third = backup_run(&client);
     eprintln!("backups: {first}\n{second}\n{third}");
     assert_eq!(third["parent"], second["id"]);
@@ -238,4 +241,101 @@ fn incremental_backups_of_a_running_guest_read_only_changed_blocks() {
         listed.iter().all(|s| s["source"] == "vms/a/disk0"),
         "{listed:?}"
     );
+}
+
+/// Starts the graphql-ws client (npm `graphql-ws`) on `query`; returns its output lines.
+fn subscribe(api: &str, query: &str) -> (Child, Arc<Mutex<Vec<Value>>>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypernix-api/tests/node");
+    assert!(
+        dir.join("node_modules/graphql-ws").exists(),
+        "run `npm ci` in {} (scripts/test.sh does)",
+        dir.display()
+    );
+    let mut node = Command::new("node")
+        .arg(dir.join("subscribe.mjs"))
+        .arg(format!("ws://{api}/graphql"))
+        .arg(query)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            sink.lock().unwrap().push(value);
+        }
+    });
+    (node, lines)
+}
+
+#[test]
+fn a_continuous_source_selected_by_label_streams_backups_to_subscribers() {
+    let _g = heavy();
+    let d = TestDaemon::start();
+    let repo = d.state().join("repo");
+    let (mut completed, done) = subscribe(
+        &d.api,
+        "subscription { backupCompleted(source: \"vms\") { source repository skipped \
+         snapshots { id parent bytesRead bytesReused } } }",
+    );
+    let (mut progress, moving) = subscribe(
+        &d.api,
+        "subscription { backupProgress(source: \"vms\") { unit disk done total } }",
+    );
+    // Let both clients subscribe before anything happens.
+    std::thread::sleep(Duration::from_secs(2));
+    let units = config(&backup_config(
+        &repo,
+        "{ continuous = true; interval = \"2s\"; }",
+    ))
+    .replace(
+        "selection.ids = [ \"a\" ];",
+        "selection.labels.tier = \"db\";",
+    )
+    .replace(
+        "resources.memory.size",
+        "labels.tier = \"db\";\n    resources.memory.size",
+    );
+    let f = d.config("c.nix", &units);
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+
+    // Runs follow each other; those before the guest runs skip it, later ones chain.
+    let runs = wait_until(Duration::from_secs(180), "two backups of the unit", || {
+        let lines = done.lock().unwrap();
+        let runs: Vec<Value> = lines
+            .iter()
+            .map(|l| l["data"]["backupCompleted"].clone())
+            .filter(|c| c["snapshots"].as_array().is_some_and(|s| !s.is_empty()))
+            .collect();
+        (runs.len() >= 2).then_some(runs)
+    });
+    assert_eq!(runs[0]["repository"], "local");
+    let (a, b) = (&runs[0]["snapshots"][0], &runs[1]["snapshots"][0]);
+    assert_eq!(b["parent"], a["id"], "the second run builds on the first");
+    assert_eq!(num(b, "bytesRead") + num(b, "bytesReused"), 64 * MIB);
+    let finished = wait_until(
+        Duration::from_secs(30),
+        "a finished progress report",
+        || {
+            moving
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|l| l["data"]["backupProgress"].clone())
+                .find(|p| p["done"] == p["total"] && p["unit"] == "a")
+        },
+    );
+    assert_eq!(num(&finished, "total"), 64 * MIB);
+    assert_eq!(finished["disk"], "disk0");
+    let _ = completed.kill();
+    let _ = progress.kill();
+    let _ = completed.wait();
+    let _ = progress.wait();
 }
