@@ -25,6 +25,11 @@ pub enum Error {
         /// Why it does not fit.
         reason: String,
     },
+    /// A snapshot of files where a disk image is needed.
+    #[error(
+        "snapshot {0} is a tree of files, not a disk image; restore it with `hypernix backup restore`"
+    )]
+    NotAnImage(String),
     /// An NBD server refused or broke the protocol.
     #[error("NBD export {export}: {what}")]
     Nbd {

@@ -22,6 +22,9 @@ use crate::source::push;
 use crate::write::{Lock, Writer, hostname};
 use crate::{Repository, repo::VERSION};
 
+/// An image's extents as `(offset, length, extent)`, in order.
+pub(crate) type Extents = Vec<(u64, u64, Extent)>;
+
 /// The largest read asked of a [`BlockSource`] at once.
 const READ_SIZE: usize = 4 << 20;
 
@@ -60,7 +63,16 @@ pub fn backup_image(
     let _lock = Lock::take(repo)?;
     let size = src.size();
     let parent = match &options.parent {
-        Some(parent) => layout(repo, parent, size)?,
+        Some(parent) => {
+            let (parent_size, extents) = layout(repo, parent)?;
+            if parent_size != size {
+                return Err(Error::Parent {
+                    id: parent.id.clone(),
+                    reason: format!("it is {parent_size} bytes and the disk now {size}"),
+                });
+            }
+            extents
+        }
         None => vec![(0, size, Extent::Hole(size))],
     };
     let ranges = widen(
@@ -107,22 +119,16 @@ pub fn backup_image(
     Ok(snapshot)
 }
 
-/// The parent's extents with their offsets (step 1).
-fn layout(repo: &Repository, parent: &Snapshot, size: u64) -> Result<Vec<(u64, u64, Extent)>> {
+/// An image snapshot's size and its extents with their offsets (step 1).
+pub(crate) fn layout(repo: &Repository, snapshot: &Snapshot) -> Result<(u64, Extents)> {
     let mismatch = |reason: String| Error::Parent {
-        id: parent.id.clone(),
+        id: snapshot.id.clone(),
         reason,
     };
-    let root = match (parent.kind, parent.roots.as_slice()) {
+    let root = match (snapshot.kind, snapshot.roots.as_slice()) {
         (SnapshotKind::Image, [root]) => root,
         _ => return Err(mismatch("it is not a single-image snapshot".into())),
     };
-    if root.size != size {
-        return Err(mismatch(format!(
-            "it is {} bytes and the disk now {size}",
-            root.size
-        )));
-    }
     let mut out = Vec::with_capacity(root.content.len());
     let mut offset = 0;
     for extent in &root.content {
@@ -138,12 +144,13 @@ fn layout(repo: &Repository, parent: &Snapshot, size: u64) -> Result<Vec<(u64, u
         out.push((offset, len, extent.clone()));
         offset += len;
     }
-    if offset != size {
+    if offset != root.size {
         return Err(mismatch(format!(
-            "its content adds up to {offset} bytes, not {size}"
+            "its content adds up to {offset} bytes, not {}",
+            root.size
         )));
     }
-    Ok(out)
+    Ok((root.size, out))
 }
 
 /// The ranges to read (step 2): `changed` clipped to `size`, widened to whole chunks of

@@ -148,6 +148,74 @@ fn restore(repo: &Path, id: &str, dir: &Path) -> std::path::PathBuf {
     target
 }
 
+/// Runs `cmd` and returns its exit code and output.
+fn status(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Serves snapshot `id` over NBD with an overlay, next to its restore in `dir`: NBD
+/// clients read what the restore holds, and the overlay takes writes the export never sees.
+fn serve_and_overlay(repo: &Path, id: &str, dir: &Path) {
+    let restored = dir.join(format!("restored-{id}"));
+    let socket = dir.join("serve.sock");
+    let overlay = dir.join("overlay.qcow2");
+    let mut server = Command::new(kit::bin())
+        .args(["backup", "serve", "--repo"])
+        .arg(repo)
+        .arg(id)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--overlay")
+        .arg(&overlay)
+        .env("HYPERNIX_BACKUP_PASSWORD", "")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the snapshot served", || {
+        (socket.exists() && overlay.exists()).then_some(())
+    });
+    let uri = format!("nbd+unix:///snapshot?socket={}", socket.display());
+    let (code, size) = status(Command::new("nbdinfo").args(["--size", &uri]));
+    assert_eq!((code, size.trim()), (0, "67108864"));
+    let compare = |other: &str, format: &str| {
+        status(
+            Command::new("qemu-img")
+                .args(["compare", "-f", "raw", "-F", format])
+                .arg(&restored)
+                .arg(other),
+        )
+    };
+    let (code, out) = compare(&uri, "raw");
+    assert_eq!(code, 0, "the served snapshot equals its restore: {out}");
+    let (code, out) = compare(overlay.to_str().unwrap(), "qcow2");
+    assert_eq!(
+        code, 0,
+        "the fresh overlay reads through to the export: {out}"
+    );
+
+    // Writes go to the overlay; the export refuses them and stays as it was.
+    let (code, out) = status(
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", "write -P 0x77 1M 64k"])
+            .arg(&overlay),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = compare(overlay.to_str().unwrap(), "qcow2");
+    assert_eq!(code, 1, "the overlay now differs from the snapshot");
+    let (code, _) = compare(&uri, "raw");
+    assert_eq!(code, 0, "the served snapshot did not change");
+    let (_, out) = status(Command::new("qemu-io").args(["-f", "raw", "-c", "write 0 4k", &uri]));
+    assert!(
+        out.to_lowercase().contains("read-only") || out.contains("ermission"),
+        "a write to the export fails: {out}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 fn backup_run(client: &Client) -> Value {
     let snaps: Vec<Value> = client
         .request(
@@ -229,6 +297,7 @@ fn incremental_backups_of_a_running_guest_read_only_changed_blocks() {
         let file = restore(&repo, snap["id"].as_str().unwrap(), dir.path());
         assert_eq!(&host_sha(&file), sha, "snapshot {snap}");
     }
+    serve_and_overlay(&repo, third["id"].as_str().unwrap(), dir.path());
     let listed: Vec<Value> = client
         .request(
             "query { backupSnapshots(repository: \"local\") { id source } }",
