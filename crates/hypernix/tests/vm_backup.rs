@@ -1,6 +1,7 @@
 //! Backups of a running guest's disk through QEMU (TCG here): a scheduled full backup,
 //! then incrementals that read only the blocks the guest changed, restored bit-identical
-//! to what the guest saw; a continuous source seen through GraphQL subscriptions.
+//! to what the guest saw; a snapshot served over NBD and a unit booted from an overlay on
+//! it (instant restore); a continuous source seen through GraphQL subscriptions.
 
 mod kit;
 
@@ -148,6 +149,16 @@ fn restore(repo: &Path, id: &str, dir: &Path) -> std::path::PathBuf {
     target
 }
 
+/// A child process killed when dropped, also when a test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `cmd` and returns its exit code and output.
 fn status(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().unwrap();
@@ -158,11 +169,12 @@ fn status(cmd: &mut Command) -> (i32, String) {
 
 /// Serves snapshot `id` over NBD with an overlay, next to its restore in `dir`: NBD
 /// clients read what the restore holds, and the overlay takes writes the export never sees.
-fn serve_and_overlay(repo: &Path, id: &str, dir: &Path) {
+/// Returns the running server and the overlay.
+fn serve_and_overlay(repo: &Path, id: &str, dir: &Path) -> (Killed, std::path::PathBuf) {
     let restored = dir.join(format!("restored-{id}"));
     let socket = dir.join("serve.sock");
     let overlay = dir.join("overlay.qcow2");
-    let mut server = Command::new(kit::bin())
+    let server = Command::new(kit::bin())
         .args(["backup", "serve", "--repo"])
         .arg(repo)
         .arg(id)
@@ -172,8 +184,10 @@ fn serve_and_overlay(repo: &Path, id: &str, dir: &Path) {
         .arg(&overlay)
         .env("HYPERNIX_BACKUP_PASSWORD", "")
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let server = Killed(server);
     wait_until(Duration::from_secs(30), "the snapshot served", || {
         (socket.exists() && overlay.exists()).then_some(())
     });
@@ -212,8 +226,7 @@ fn serve_and_overlay(repo: &Path, id: &str, dir: &Path) {
         out.to_lowercase().contains("read-only") || out.contains("ermission"),
         "a write to the export fails: {out}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    (server, overlay)
 }
 
 fn backup_run(client: &Client) -> Value {
@@ -233,7 +246,7 @@ fn num(v: &Value, key: &str) -> u64 {
 }
 
 #[test]
-fn incremental_backups_of_a_running_guest_read_only_changed_blocks() {
+fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     let _g = heavy();
     let d = TestDaemon::start();
     let client = Client::new(d.api.clone());
@@ -297,7 +310,49 @@ fn incremental_backups_of_a_running_guest_read_only_changed_blocks() {
         let file = restore(&repo, snap["id"].as_str().unwrap(), dir.path());
         assert_eq!(&host_sha(&file), sha, "snapshot {snap}");
     }
-    serve_and_overlay(&repo, third["id"].as_str().unwrap(), dir.path());
+    let (server, overlay) = serve_and_overlay(&repo, third["id"].as_str().unwrap(), dir.path());
+
+    // Instant restore: a unit booted from the overlay reads the served snapshot through
+    // it (with the overlay's own write on top); a backup of that unit's disk shows it. The
+    // served repository's index is locked while it is served, so that backup goes to a
+    // second repository.
+    let second = d.state().join("second");
+    let restored_unit = format!(
+        r#"hypervisor.compute.units.r = {{ resources.memory.size = "256Mi"; image = "{}"; }};
+  hypervisor.backup.repositories.second = {{ location = "{}"; encryption.enabled = false; }};
+  hypervisor.backup.sources.restored = {{
+    selection.ids = [ "r" ]; repository = "second"; schedule.interval = "24h";
+  }};
+  {}"#,
+        overlay.display(),
+        second.display(),
+        backup_config(&repo, "{ interval = \"24h\"; }")
+    );
+    let f = d.config("restore.nix", &config(&restored_unit));
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    d.wait_unit("r", Duration::from_secs(60), "running", |u| {
+        u["state"] == "RUNNING"
+    });
+    let snaps: Vec<Value> = client
+        .request(
+            "mutation { backupRun(source: \"restored\") { id size } }",
+            json!({}),
+            "backupRun",
+        )
+        .unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let file = restore(&second, snaps[0]["id"].as_str().unwrap(), dir.path());
+    let (code, out) = status(
+        Command::new("qemu-img")
+            .args(["compare", "-U", "-f", "raw", "-F", "qcow2"])
+            .arg(&file)
+            .arg(&overlay),
+    );
+    assert_eq!(
+        code, 0,
+        "the unit's disk is the overlay over the snapshot: {out}"
+    );
+    drop(server);
     let listed: Vec<Value> = client
         .request(
             "query { backupSnapshots(repository: \"local\") { id source } }",
