@@ -107,7 +107,7 @@ fn in_window(window: Option<&BackupWindow>, now: chrono::DateTime<chrono::Utc>) 
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use hypernix_config::schema::backup::{BackupSchedule, BackupWindow};
+    use hypernix_config::schema::backup::BackupWindow;
 
     use super::in_window;
 
