@@ -293,7 +293,8 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
         zero_sha != sha_a && sha_a != sha_b,
         "the guest's writes changed the disk"
     );
-    let third = backup_run(&client);
+    // The same through the CLI.
+    let third = d.json(&["backup", "run", "vms", "--json"])[0].clone();
     eprintln!("backups: {first}\n{second}\n{third}");
     assert_eq!(third["parent"], second["id"]);
     let read = num(&third, "bytesRead");
@@ -353,13 +354,8 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
         "the unit's disk is the overlay over the snapshot: {out}"
     );
     drop(server);
-    let listed: Vec<Value> = client
-        .request(
-            "query { backupSnapshots(repository: \"local\") { id source } }",
-            json!({}),
-            "backupSnapshots",
-        )
-        .unwrap();
+    let listed = d.json(&["backup", "snapshots", "--repository", "local", "--json"]);
+    let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 3);
     assert!(
         listed.iter().all(|s| s["source"] == "vms/a/disk0"),

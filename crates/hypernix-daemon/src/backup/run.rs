@@ -248,6 +248,8 @@ impl DiskBackup<'_> {
         let job = format!("hnx-backup-{disk}");
         let overlay = self.run_dir.join(format!("backup-{disk}.qcow2"));
         let socket = self.run_dir.join(format!("backup-{disk}.sock"));
+        // A daemon that died mid-backup may have left them in QEMU.
+        self.teardown(&fleece, &job, &overlay, &socket, false).await;
         create_overlay(&overlay, node.image.virtual_size)
             .await
             .map_err(|e| fail("creating the overlay", &e))?;
@@ -265,14 +267,7 @@ impl DiskBackup<'_> {
             .read(node, &key, parent, &new, &fleece, &job, &socket)
             .await;
         // Step 6.
-        let _ = self.qmp.block_export_del(&job).await;
-        let _ = self.qmp.nbd_server_stop().await;
-        let _ = self.qmp.block_job_cancel(&job).await;
-        if let Err(e) = self.qmp.blockdev_del(&fleece).await {
-            tracing::warn!("unit {} disk {disk}: removing the overlay: {e}", self.unit);
-        }
-        let _ = std::fs::remove_file(&overlay);
-        let _ = std::fs::remove_file(&socket);
+        self.teardown(&fleece, &job, &overlay, &socket, true).await;
         // Step 7.
         match (&result, &old) {
             (Ok(_), Some(old)) => {
@@ -296,6 +291,21 @@ impl DiskBackup<'_> {
             (Ok(_), None) => {}
         }
         result
+    }
+
+    /// Step 6: removes the export, the NBD server, the job and the overlay; with `warn`,
+    /// an overlay node that cannot be removed is logged.
+    async fn teardown(&self, fleece: &str, job: &str, overlay: &Path, socket: &Path, warn: bool) {
+        let _ = self.qmp.block_export_del(job).await;
+        let _ = self.qmp.nbd_server_stop().await;
+        let _ = self.qmp.block_job_cancel(job).await;
+        if let Err(e) = self.qmp.blockdev_del(fleece).await
+            && warn
+        {
+            tracing::warn!("unit {}: removing the overlay {fleece}: {e}", self.unit);
+        }
+        let _ = std::fs::remove_file(overlay);
+        let _ = std::fs::remove_file(socket);
     }
 
     /// Steps 3 to 5: the point-in-time transaction, the export, and the engine's read.

@@ -59,9 +59,26 @@ impl SettingsArgs {
     }
 }
 
+mod remote;
+
 /// Subcommands of `hypernix backup`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BackupCommand {
+    /// Run a backup source of the daemon's configuration now (through the API).
+    Run {
+        /// The source's name under `hypervisor.backup.sources`.
+        source: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List the snapshots of one of the daemon's repositories (through the API).
+    Snapshots {
+        /// The repository's name (`backup.defaultRepository` when not given).
+        #[arg(long)]
+        repository: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Create a repository (encrypted unless --no-encryption).
     Init {
         #[command(flatten)]
@@ -267,9 +284,13 @@ fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-/// Runs one `hypernix backup` subcommand.
-pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
+/// Runs one `hypernix backup` subcommand; `client` reaches the daemon.
+pub fn run(cmd: BackupCommand, client: &hypernix_api::client::Client) -> anyhow::Result<ExitCode> {
     match cmd {
+        BackupCommand::Run { source, out } => return remote::run(client, &source, out),
+        BackupCommand::Snapshots { repository, out } => {
+            return remote::snapshots(client, repository.as_deref(), out);
+        }
         BackupCommand::Init {
             repo,
             settings,

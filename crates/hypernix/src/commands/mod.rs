@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Storage(cmd) => storage::run(cmd),
         Command::Config(cmd) => config::run(cmd),
-        Command::Backup(cmd) => backup::run(cmd),
+        Command::Backup(cmd) => backup::run(cmd, &client),
         Command::Serve(args) => daemon::serve(&api, args),
         Command::Up {
             files,
