@@ -1,7 +1,8 @@
 //! Backups of a running guest's disk through QEMU (TCG here): a scheduled full backup,
 //! then incrementals that read only the blocks the guest changed, restored bit-identical
 //! to what the guest saw; a snapshot served over NBD and a unit booted from an overlay on
-//! it (instant restore); a continuous source seen through GraphQL subscriptions.
+//! it (instant restore); a full read after a restart lost the in-memory bitmap; a
+//! continuous source seen through GraphQL subscriptions.
 
 mod kit;
 
@@ -311,6 +312,25 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
         let file = restore(&repo, snap["id"].as_str().unwrap(), dir.path());
         assert_eq!(&host_sha(&file), sha, "snapshot {snap}");
     }
+    // A raw disk's bitmap lives in QEMU's memory: after a restart of the unit the next
+    // backup finds no parent and reads the allocated ranges, once.
+    drop(console);
+    d.json(&["unit", "restart", "a", "--json"]);
+    d.wait_unit("a", Duration::from_secs(60), "running", |u| {
+        u["state"] == "RUNNING"
+    });
+    let fourth = backup_run(&client);
+    assert!(fourth["parent"].is_null(), "{fourth}");
+    let read = num(&fourth, "bytesRead");
+    assert!(
+        (MIB + 512 * 1024..=4 * MIB).contains(&read),
+        "read {read} bytes: the allocated ranges only"
+    );
+    let file = restore(&repo, fourth["id"].as_str().unwrap(), dir.path());
+    assert_eq!(host_sha(&file), sha_b);
+    let fifth = backup_run(&client);
+    assert_eq!(fifth["parent"], fourth["id"]);
+
     let (server, overlay) = serve_and_overlay(&repo, third["id"].as_str().unwrap(), dir.path());
 
     // Instant restore: a unit booted from the overlay reads the served snapshot through
@@ -356,7 +376,7 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     drop(server);
     let listed = d.json(&["backup", "snapshots", "--repository", "local", "--json"]);
     let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 5);
     assert!(
         listed.iter().all(|s| s["source"] == "vms/a/disk0"),
         "{listed:?}"
