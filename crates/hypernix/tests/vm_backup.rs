@@ -150,6 +150,16 @@ fn restore(repo: &Path, id: &str, dir: &Path) -> std::path::PathBuf {
     target
 }
 
+/// The UTC time of day `minutes` from now, as `HH:MM`.
+fn utc_in_minutes(minutes: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let m = (now / 60 + minutes) % (24 * 60);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 /// A child process killed when dropped, also when a test fails.
 struct Killed(Child);
 
@@ -336,17 +346,20 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     // Instant restore: a unit booted from the overlay reads the served snapshot through
     // it (with the overlay's own write on top); a backup of that unit's disk shows it. The
     // served repository's index is locked while it is served, so that backup goes to a
-    // second repository.
+    // second repository. Its schedule's window opens in two hours: only backupRun runs it.
     let second = d.state().join("second");
     let restored_unit = format!(
         r#"hypervisor.compute.units.r = {{ resources.memory.size = "256Mi"; image = "{}"; }};
   hypervisor.backup.repositories.second = {{ location = "{}"; encryption.enabled = false; }};
   hypervisor.backup.sources.restored = {{
-    selection.ids = [ "r" ]; repository = "second"; schedule.interval = "24h";
+    selection.ids = [ "r" ]; repository = "second";
+    schedule = {{ interval = "24h"; window = {{ start = "{}"; end = "{}"; }}; }};
   }};
   {}"#,
         overlay.display(),
         second.display(),
+        utc_in_minutes(120),
+        utc_in_minutes(180),
         backup_config(&repo, "{ interval = \"24h\"; }")
     );
     let f = d.config("restore.nix", &config(&restored_unit));
@@ -372,6 +385,25 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     assert_eq!(
         code, 0,
         "the unit's disk is the overlay over the snapshot: {out}"
+    );
+    // The overlay is qcow2, so its bitmap is stored in it and outlives a restart of the
+    // unit's QEMU: the next backup still builds on the last one.
+    d.json(&["unit", "restart", "r", "--json"]);
+    d.wait_unit("r", Duration::from_secs(90), "running", |u| {
+        u["state"] == "RUNNING"
+    });
+    let again: Vec<Value> = client
+        .request(
+            "mutation { backupRun(source: \"restored\") { id parent bytesRead } }",
+            json!({}),
+            "backupRun",
+        )
+        .unwrap();
+    assert_eq!(again[0]["parent"], snaps[0]["id"], "{again:?}");
+    assert_eq!(
+        num(&again[0], "bytesRead"),
+        0,
+        "nothing was written meanwhile"
     );
     drop(server);
     let listed = d.json(&["backup", "snapshots", "--repository", "local", "--json"]);
