@@ -2,7 +2,8 @@
 //! then incrementals that read only the blocks the guest changed, restored bit-identical
 //! to what the guest saw; a snapshot served over NBD and a unit booted from an overlay on
 //! it (instant restore); a full read after a restart lost the in-memory bitmap; a
-//! continuous source seen through GraphQL subscriptions.
+//! continuous source seen through GraphQL subscriptions, beside a path source and one that
+//! asks for what cannot be done yet.
 
 mod kit;
 
@@ -475,6 +476,24 @@ fn a_continuous_source_selected_by_label_streams_backups_to_subscribers() {
         "resources.memory.size",
         "labels.tier = \"db\";\n    resources.memory.size",
     );
+    // Beside it: a source of host paths, and one asking for what cannot be done yet.
+    let files = d.state().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("note"), "kept").unwrap();
+    let units = units.replace(
+        "hypervisor.backup.sources.vms",
+        &format!(
+            r#"hypervisor.backup.sources.files = {{
+    selection.paths = [ "{}" ]; repository = "local"; schedule.interval = "24h";
+  }};
+  hypervisor.backup.sources.app = {{
+    selection.ids = [ "a" ]; repository = "local"; schedule.interval = "24h";
+    strategy.consistency = "application-consistent";
+  }};
+  hypervisor.backup.sources.vms"#,
+            files.display()
+        ),
+    );
     let f = d.config("c.nix", &units);
     d.json(&["apply", "--json", f.to_str().unwrap()]);
 
@@ -506,6 +525,24 @@ fn a_continuous_source_selected_by_label_streams_backups_to_subscribers() {
     );
     assert_eq!(num(&finished, "total"), 64 * MIB);
     assert_eq!(finished["disk"], "disk0");
+    let files_done = wait_until(Duration::from_secs(30), "the path source", || {
+        d.events("backup.completed")
+            .into_iter()
+            .find(|e| e["payload"]["source"] == "files")
+    });
+    let tree = &files_done["payload"]["snapshots"][0];
+    assert_eq!(tree["source"], "files", "{files_done}");
+    assert_eq!(num(tree, "bytesRead"), 4);
+    let failed = wait_until(Duration::from_secs(30), "the refused source", || {
+        d.events("backup.failed")
+            .into_iter()
+            .find(|e| e["payload"]["source"] == "app")
+    });
+    let error = failed["payload"]["error"].as_str().unwrap();
+    assert!(error.contains("crash-consistent"), "{error}");
+    let out = d.cli(&["backup", "run", "app"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("guest agent"));
     let _ = completed.kill();
     let _ = progress.kill();
     let _ = completed.wait();
