@@ -131,12 +131,17 @@ impl QmpClient {
         .await
     }
 
-    /// Polls `query` until no entry has `key` = `value`.
+    /// Polls `query` until no entry has `key` = `value` (giving up with a warning after
+    /// [`SETTLE`]; what follows then fails with QEMU's own reason).
     async fn settle(&self, query: &str, key: &str, value: &str) -> Result<(), QmpError> {
         let start = Instant::now();
         loop {
             let entries: Vec<Value> = self.call(query, None).await?;
-            if !entries.iter().any(|e| e[key] == value) || start.elapsed() > SETTLE {
+            if !entries.iter().any(|e| e[key] == value) {
+                return Ok(());
+            }
+            if start.elapsed() > SETTLE {
+                tracing::warn!("{query}: {value} still listed after {SETTLE:?}");
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
