@@ -187,15 +187,8 @@ fn widen(
             _ => merged.push((s, e)),
         }
     }
-    // Merging across a gap may have ended a range inside a chunk: widen it again.
-    for range in &mut merged {
-        if let Some(c) = chunk_at(range.0) {
-            range.0 = c.0;
-        }
-        if let Some(c) = chunk_at(range.1 - 1) {
-            range.1 = c.1;
-        }
-    }
+    // Every end is a chunk boundary or lies in a hole, so a merged range still cuts no
+    // chunk: the gap it swallowed holds whole extents.
     merged
 }
 

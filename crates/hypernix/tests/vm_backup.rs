@@ -331,6 +331,7 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
         u["state"] == "RUNNING"
     });
     let fourth = backup_run(&client);
+    eprintln!("after the restart: {fourth}");
     assert!(fourth["parent"].is_null(), "{fourth}");
     let read = num(&fourth, "bytesRead");
     assert!(
