@@ -104,6 +104,7 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Query, "volumes") => rule("volume.list", "storage", "read", none),
         (Query, "volume") => rule("volume.get", "storage", "read", none),
         (Query, "heatMap") => rule("volume.heatMap", "storage", "read", none),
+        (Query, "backupSnapshots") => rule("backup.list", "storage", "read", none),
         (Mutation, "applyConfig") => rule("config.apply", "cluster", "configure", none),
         (Mutation, "createComputeUnit") => rule("unit.create", "compute", "create", NewUnit),
         (Mutation, "updateComputeUnit") => rule("unit.update", "compute", "modify", Unit("name")),
@@ -119,6 +120,9 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Mutation, "rebalanceStorage") => rule("storage.rebalance", "storage", "allocate", none),
         (Mutation, "deleteVolume") => rule("volume.delete", "storage", "allocate", none),
         (Subscription, "dataMovement") => rule("storage.watch", "storage", "read", none),
+        (Mutation, "backupRun") => rule("backup.run", "storage", "snapshot", none),
+        (Subscription, "backupProgress") => rule("backup.watch", "storage", "read", none),
+        (Subscription, "backupCompleted") => rule("backup.watch", "storage", "read", none),
         (Subscription, "events") => rule("event.watch", "any", "read", none),
         (Subscription, "computeUnitStateChanged") => {
             rule("unit.watch", "compute", "read", Unit("name"))

@@ -1,10 +1,12 @@
 //! The GraphQL API of hypernix: compute units, tags, policies, configuration apply and
-//! plan, storage tiers, volumes and heat maps, and the event log, with live subscriptions;
-//! the server that serves it, and the client the command line uses. The schema is checked in at `schema.graphql`.
+//! plan, storage tiers, volumes and heat maps, backups, capabilities, and the event log, with
+//! live subscriptions; the server that serves it, and the client the command line uses. The
+//! schema is checked in at `schema.graphql`.
 
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod backup;
 pub mod caps;
 pub mod client;
 pub mod schema;

@@ -11,6 +11,7 @@ use hypernix_daemon::Daemon;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
+use crate::backup::{BackupMutation, BackupQuery, BackupSubscription};
 use crate::caps::CapsMutation;
 use crate::storage::{StorageMutation, StorageQuery, StorageSubscription};
 use crate::types::EventFilter;
@@ -84,6 +85,7 @@ pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
         DaemonError::Config(_) => "BAD_CONFIG",
         DaemonError::UnknownUnit(_) => "NOT_FOUND",
         DaemonError::Unit { .. } => "CONFLICT",
+        DaemonError::Backup { .. } => "BACKUP_FAILED",
         DaemonError::Store(_) => "INTERNAL",
         DaemonError::Storage(_) => "STORAGE",
     };
@@ -143,15 +145,15 @@ pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<St
 
 /// Read-only queries.
 #[derive(MergedObject, Default)]
-pub struct Query(UnitQuery, StorageQuery);
+pub struct Query(UnitQuery, StorageQuery, BackupQuery);
 
 /// Changes.
 #[derive(MergedObject, Default)]
-pub struct Mutation(UnitMutation, CapsMutation, StorageMutation);
+pub struct Mutation(UnitMutation, CapsMutation, StorageMutation, BackupMutation);
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(UnitSubscription, StorageSubscription);
+pub struct Subscription(UnitSubscription, StorageSubscription, BackupSubscription);
 
 /// Counts the subscriptions open on one connection.
 #[derive(Default)]

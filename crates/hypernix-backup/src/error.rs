@@ -15,6 +15,29 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An incremental image backup's parent snapshot does not fit the disk.
+    #[error(
+        "snapshot {id} cannot be the parent of this image backup: {reason}; take a full backup"
+    )]
+    Parent {
+        /// The parent snapshot.
+        id: String,
+        /// Why it does not fit.
+        reason: String,
+    },
+    /// A snapshot of files where a disk image is needed.
+    #[error(
+        "snapshot {0} is a tree of files, not a disk image; restore it with `hypernix backup restore`"
+    )]
+    NotAnImage(String),
+    /// An NBD server refused or broke the protocol.
+    #[error("NBD export {export}: {what}")]
+    Nbd {
+        /// The export (socket and name).
+        export: String,
+        /// What went wrong.
+        what: String,
+    },
     /// The directory is not a repository.
     #[error(
         "{0} is not a hypernix backup repository (no readable config); run `hypernix backup init --repo DIR` first"

@@ -106,6 +106,9 @@ pub struct BackupStats {
     pub delta_chunks: u64,
     /// Bytes saved by deltas beyond what plain compression would store.
     pub delta_saved_bytes: u64,
+    /// Bytes taken over from the parent snapshot without being read (incremental images).
+    #[serde(default)]
+    pub reused_bytes: u64,
 }
 
 /// One backup.
@@ -130,6 +133,12 @@ pub struct Snapshot {
     pub roots: Vec<Node>,
     /// What the backup did.
     pub stats: BackupStats,
+    /// The snapshot an incremental image was built from (its unchanged extents reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The QEMU dirty bitmap that records the writes since this snapshot was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<String>,
 }
 
 impl Snapshot {

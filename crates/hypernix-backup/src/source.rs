@@ -49,7 +49,7 @@ fn raw_regions(file: &File, size: u64) -> Vec<(u64, u64)> {
 }
 
 /// Appends `extent`, merging adjacent holes.
-fn push(content: &mut Vec<Extent>, extent: Extent) {
+pub(crate) fn push(content: &mut Vec<Extent>, extent: Extent) {
     if let (Some(Extent::Hole(prev)), Extent::Hole(len)) = (content.last_mut(), &extent) {
         *prev += len;
     } else {

@@ -53,6 +53,31 @@ pub(crate) struct Writer<'r> {
 }
 
 impl<'r> Writer<'r> {
+    /// Starts writing into `repo`; `progress` gets the bytes read so far, chunk by chunk.
+    pub(crate) fn new(repo: &'r Repository, progress: &'r mut dyn FnMut(u64)) -> Result<Self> {
+        Ok(Writer {
+            repo,
+            pack: PackBuilder::default(),
+            pending: HashSet::new(),
+            sketches: Vec::new(),
+            marked: marked_packs(repo)?,
+            stats: BackupStats::default(),
+            progress,
+        })
+    }
+
+    /// Writes the last pack (step 7) and returns the counts.
+    pub(crate) fn finish(mut self) -> Result<BackupStats> {
+        self.flush()?;
+        Ok(self.stats)
+    }
+
+    /// Counts `len` bytes taken from a parent snapshot without reading them.
+    pub(crate) fn reused(&mut self, len: u64) {
+        self.stats.reused_bytes += len;
+        (self.progress)(len);
+    }
+
     /// The repository written to.
     pub(crate) fn repo(&self) -> &'r Repository {
         self.repo
@@ -176,10 +201,11 @@ impl<'r> Writer<'r> {
 }
 
 /// A running backup's lock file, removed when dropped.
-struct Lock(PathBuf);
+pub(crate) struct Lock(PathBuf);
 
 impl Lock {
-    fn take(repo: &Repository) -> Result<Lock> {
+    /// Writes `locks/ID` for this process.
+    pub(crate) fn take(repo: &Repository) -> Result<Lock> {
         let path = repo.root().join("locks").join(hex::encode(&random::<8>()));
         let body = serde_json::json!({
             "host": hostname(),
@@ -225,15 +251,7 @@ pub fn backup(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Snapshot> {
     let _lock = Lock::take(repo)?;
-    let mut writer = Writer {
-        repo,
-        pack: PackBuilder::default(),
-        pending: HashSet::new(),
-        sketches: Vec::new(),
-        marked: marked_packs(repo)?,
-        stats: BackupStats::default(),
-        progress,
-    };
+    let mut writer = Writer::new(repo, progress)?;
     let time = Utc::now();
     let mut roots = Vec::new();
     for path in &options.paths {
@@ -242,7 +260,7 @@ pub fn backup(
             roots.push(node);
         }
     }
-    writer.flush()?;
+    let stats = writer.finish()?;
     let mut snapshot = Snapshot {
         version: crate::repo::VERSION,
         id: String::new(),
@@ -252,14 +270,16 @@ pub fn backup(
         kind: options.kind,
         paths: options.paths.iter().map(|p| path_name(p)).collect(),
         roots,
-        stats: writer.stats,
+        stats,
+        parent: None,
+        bitmap: None,
     };
     repo.save_snapshot(&mut snapshot)?;
     Ok(snapshot)
 }
 
 /// The absolute form of `path`, as text, for the snapshot.
-fn path_name(path: &Path) -> String {
+pub(crate) fn path_name(path: &Path) -> String {
     std::path::absolute(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .to_string_lossy()

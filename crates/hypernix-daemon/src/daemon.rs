@@ -160,7 +160,7 @@ impl Shared {
 
 /// The running daemon.
 pub struct Daemon {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     listen: SocketAddr,
     accel_reason: String,
     apply_lock: tokio::sync::Mutex<()>,
@@ -246,7 +246,7 @@ impl Daemon {
                 .insert(name, handle);
         }
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             shared,
             listen,
             accel_reason,
@@ -254,7 +254,9 @@ impl Daemon {
             guard,
             shutdown,
             jobs: std::sync::atomic::AtomicU64::new(0),
-        }))
+        });
+        crate::backup::Scheduler::spawn(Arc::downgrade(&daemon));
+        Ok(daemon)
     }
 
     /// The authorizer and audit log every request passes.
@@ -505,7 +507,7 @@ impl Daemon {
             .await;
     }
 
-    fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
+    pub(crate) fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
         self.shared
             .units
             .lock()

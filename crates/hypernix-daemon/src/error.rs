@@ -22,6 +22,14 @@ pub enum DaemonError {
     /// The storage engine could not do it.
     #[error("storage: {0}")]
     Storage(String),
+    /// A backup source cannot be backed up, or its repository not read.
+    #[error("backup `{name}`: {message}")]
+    Backup {
+        /// The source (or repository) name.
+        name: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod build;
 mod cgroup;
 pub mod daemon;

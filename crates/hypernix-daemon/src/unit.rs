@@ -52,6 +52,8 @@ pub enum Command {
     },
     /// Stop the VM and end the task (the unit left the configuration).
     Remove,
+    /// Hand out the running VM (for a backup through its QMP connection).
+    Vm(oneshot::Sender<Option<Arc<Vm>>>),
 }
 
 type Reply = oneshot::Sender<Result<Observed, String>>;
@@ -278,6 +280,10 @@ impl UnitTask {
                 self.set_power(Power::Stopped);
                 self.stop().await?;
                 self.shared.forget(&self.name);
+                Ok(())
+            }
+            Command::Vm(tx) => {
+                let _ = tx.send(self.vm.clone());
                 Ok(())
             }
         }

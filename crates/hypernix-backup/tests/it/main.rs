@@ -3,6 +3,8 @@
 mod crash;
 mod data;
 mod errors;
+mod image;
+mod nbd;
 mod prune;
 mod roundtrip;
 mod similar;

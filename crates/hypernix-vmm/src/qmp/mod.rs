@@ -11,6 +11,7 @@
 //! QEMU serves one QMP client per socket at a time: a second connection waits until the
 //! first closes. Dropping the last clone of a [`QmpClient`] closes the connection.
 
+mod block;
 mod commands;
 mod types;
 mod wire;
@@ -33,6 +34,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::AbortHandle;
 
+pub use block::{BlockNode, DirtyBitmap, ImageInfo};
 pub use types::{
     BalloonInfo, BlockDeviceStats, BlockStats, CpuInfo, CpuProps, Greeting, HotpluggableCpu,
     QemuVersion, QmpEvent, StatusInfo, Timestamp, VersionInfo,

@@ -59,9 +59,26 @@ impl SettingsArgs {
     }
 }
 
+mod remote;
+
 /// Subcommands of `hypernix backup`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BackupCommand {
+    /// Run a backup source of the daemon's configuration now (through the API).
+    Run {
+        /// The source's name under `hypervisor.backup.sources`.
+        source: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List the snapshots of one of the daemon's repositories (through the API).
+    Snapshots {
+        /// The repository's name (`backup.defaultRepository` when not given).
+        #[arg(long)]
+        repository: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Create a repository (encrypted unless --no-encryption).
     Init {
         #[command(flatten)]
@@ -151,6 +168,22 @@ pub enum BackupCommand {
         to: String,
         #[command(flatten)]
         out: OutputArgs,
+    },
+    /// Serve an image snapshot read-only over NBD until stopped (instant restore).
+    Serve {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// A snapshot id, prefix or `latest`.
+        snapshot: String,
+        /// The unix socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The export's name.
+        #[arg(long, default_value = "snapshot")]
+        export: String,
+        /// Also create this qcow2 overlay backed by the export, to take a VM's writes.
+        #[arg(long, value_name = "FILE")]
+        overlay: Option<PathBuf>,
     },
     /// Repository totals: size, chunks, dedup and delta savings.
     Stats {
@@ -251,9 +284,13 @@ fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-/// Runs one `hypernix backup` subcommand.
-pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
+/// Runs one `hypernix backup` subcommand; `client` reaches the daemon.
+pub fn run(cmd: BackupCommand, client: &hypernix_api::client::Client) -> anyhow::Result<ExitCode> {
     match cmd {
+        BackupCommand::Run { source, out } => return remote::run(client, &source, out),
+        BackupCommand::Snapshots { repository, out } => {
+            return remote::snapshots(client, repository.as_deref(), out);
+        }
         BackupCommand::Init {
             repo,
             settings,
@@ -329,6 +366,13 @@ pub fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             progress.finish_and_clear();
             println!("restored snapshot {} to {}", snap.id, target.display());
         }
+        BackupCommand::Serve {
+            repo,
+            snapshot,
+            socket,
+            export,
+            overlay,
+        } => serve(&repo, &snapshot, &socket, &export, overlay.as_deref())?,
         BackupCommand::Check {
             repo,
             read_data,
@@ -530,5 +574,52 @@ fn ls(r: &Repository, snapshot: Option<&str>, as_json: bool) -> anyhow::Result<(
             Path::new(&path).display()
         );
     }
+    Ok(())
+}
+
+/// `backup serve`: binds the socket, creates the overlay if asked, then serves forever.
+fn serve(
+    repo: &RepoArgs,
+    snapshot: &str,
+    socket: &Path,
+    export: &str,
+    overlay: Option<&Path>,
+) -> anyhow::Result<()> {
+    let r = std::sync::Arc::new(open(repo)?);
+    let snap = r.find_snapshot(snapshot)?;
+    let reader = hypernix_backup::ImageReader::new(r.clone(), &snap)?;
+    let listener = std::os::unix::net::UnixListener::bind(socket).with_context(|| {
+        format!(
+            "cannot listen on {}; remove a stale socket or choose another path",
+            socket.display()
+        )
+    })?;
+    let uri = format!("nbd+unix:///{export}?socket={}", socket.display());
+    println!(
+        "serving snapshot {} ({} bytes) read-only at {uri}",
+        snap.id,
+        reader.size()
+    );
+    if let Some(overlay) = overlay {
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-u", "-b", &uri])
+            .arg(overlay)
+            .arg(reader.size().to_string())
+            .output()
+            .context("running qemu-img (install qemu-utils)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "creating the overlay {}: {}",
+            overlay.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        println!(
+            "overlay {} takes the writes; boot a unit from it with image = \"{}\" while this runs",
+            overlay.display(),
+            overlay.display()
+        );
+    }
+    hypernix_backup::serve(&listener, &reader, export)
+        .with_context(|| format!("serving on {}", socket.display()))?;
     Ok(())
 }

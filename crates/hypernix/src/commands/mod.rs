@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Storage(cmd) => storage::run(cmd),
         Command::Config(cmd) => config::run(cmd),
-        Command::Backup(cmd) => backup::run(cmd),
+        Command::Backup(cmd) => backup::run(cmd, &client),
         Command::Caps(cmd) => caps::run(&client, cmd),
         Command::Audit(cmd) => caps::audit(cmd),
         Command::Serve(args) => daemon::serve(&api, args),
