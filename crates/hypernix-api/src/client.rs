@@ -127,7 +127,8 @@ impl Client {
         &self.addr
     }
 
-    /// Runs a GraphQL operation and returns `data.FIELD` decoded.
+    /// Runs a GraphQL operation and returns `data.FIELD` decoded (all of `data` when
+    /// `field` is empty).
     pub fn request<T: DeserializeOwned>(
         &self,
         query: &str,
@@ -175,7 +176,12 @@ impl Client {
                 .collect();
             return Err(ClientError::Refused(messages.join("; ")));
         }
-        serde_json::from_value(body["data"][field].clone()).map_err(|e| protocol(e.to_string()))
+        let data = if field.is_empty() {
+            body["data"].clone()
+        } else {
+            body["data"][field].clone()
+        };
+        serde_json::from_value(data).map_err(|e| protocol(e.to_string()))
     }
 
     /// The daemon's health.

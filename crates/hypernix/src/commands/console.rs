@@ -40,11 +40,15 @@ impl Drop for RawMode {
 
 /// Attaches to the console until Ctrl-], end of input, or the VM goes away.
 pub fn console(client: &Client, name: &str) -> anyhow::Result<ExitCode> {
-    let unit: serde_json::Value = client.request(
-        "query($n: String!) { computeUnit(name: $n) { state pid runDir } }",
+    // Asking for the console log in the same request makes the daemon check (and audit)
+    // the console right, not only the right to read the unit.
+    let answer: serde_json::Value = client.request(
+        "query($n: String!) { computeUnit(name: $n) { state pid runDir } \
+         consoleLog(name: $n, tail: 0) }",
         serde_json::json!({ "n": name }),
-        "computeUnit",
+        "",
     )?;
+    let unit = &answer["computeUnit"];
     if unit["pid"].is_null() {
         bail!(
             "unit {name} is {}; start it with `hypernix unit start {name}`",
