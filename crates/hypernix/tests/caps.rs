@@ -327,3 +327,179 @@ fn a_rotated_root_key_keeps_old_tokens_for_the_grace_period_only() {
         "the reissued root credential works"
     );
 }
+
+#[test]
+fn each_bad_token_is_refused_with_its_reason_and_audited() {
+    use chrono::Datelike;
+    let d = TestDaemon::start();
+    // A window on a day three days away (UTC) is closed now, whatever the day.
+    let closed_day = (chrono::Utc::now() + chrono::Duration::days(3))
+        .weekday()
+        .to_string()
+        .to_lowercase();
+    let closed_day = match closed_day.as_str() {
+        "mon" => "monday",
+        "tue" => "tuesday",
+        "wed" => "wednesday",
+        "thu" => "thursday",
+        "fri" => "friday",
+        "sat" => "saturday",
+        _ => "sunday",
+    };
+    let grant = |name: &str, cap: &str, temporal: &str| {
+        format!(
+            "{name} = {{ type = \"user\"; grants = [ {{ capability = \"{cap}\"; {temporal} }} ]; }};"
+        )
+    };
+    let config = format!(
+        r#"{{ hypervisor = {{
+  compute.units.web = {{ image = "/nonexistent/web.img"; labels.tier = "frontend"; }};
+  compute.units.db = {{ image = "/nonexistent/db.img"; labels.tier = "backend"; }};
+  security.capabilities = {{
+    op = {{ resources.compute.control = true; scope.labels.tier = "frontend"; delegation = {{ allowed = true; maxDepth = 1; }}; }};
+    solo = {{ resources.compute.control = true; }};
+    none-at-all = {{ resources.compute = {{ control = true; limits.maxUnits = 0; }}; }};
+  }};
+  security.principals = {{
+    {}
+    {}
+    {}
+    {}
+    {}
+    {}
+  }};
+}}; }}"#,
+        grant("alice", "op", ""),
+        grant("solo", "solo", ""),
+        grant("zero", "none-at-all", ""),
+        grant(
+            "late",
+            "solo",
+            "temporal.validity.end = \"2020-01-01T00:00:00Z\";"
+        ),
+        grant(
+            "early",
+            "solo",
+            "temporal.validity.start = \"2099-01-01T00:00:00Z\";"
+        ),
+        grant(
+            "offhours",
+            "solo",
+            &format!(
+                "temporal.schedule = {{ timezone = \"UTC\"; windows = [ {{ days = [ \"{closed_day}\" ]; startTime = \"00:00\"; endTime = \"23:59\"; }} ]; }};"
+            )
+        ),
+    );
+    let f = d.config("bad.nix", &config);
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    let alice = issue(&d, "alice");
+    let attenuate = |t: &str| {
+        let out = cli_as(&d, t, &["caps", "attenuate", t]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let revoked = issue(&d, "alice");
+    assert!(d.cli(&["caps", "revoke", &revoked]).status.success());
+    let mut tampered = alice.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign_keys = hypernix_caps::KeyRing::open_or_init(foreign_dir.path()).unwrap();
+    let foreign = hypernix_caps::token::root(&foreign_keys, chrono::Utc::now())
+        .unwrap()
+        .token;
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("garbage", "not a token at all".into(), "web", "malformed"),
+        (
+            "truncated",
+            alice[..alice.len() / 2].to_string(),
+            "web",
+            "malformed",
+        ),
+        (
+            "tampered",
+            String::from_utf8(tampered).unwrap(),
+            "web",
+            "malformed",
+        ),
+        (
+            "another root key",
+            foreign,
+            "web",
+            "signature does not verify",
+        ),
+        ("expired", issue(&d, "late"), "web", "expired"),
+        ("not yet valid", issue(&d, "early"), "web", "not valid yet"),
+        (
+            "outside the schedule",
+            issue(&d, "offhours"),
+            "web",
+            "outside the grant's schedule",
+        ),
+        (
+            "over delegation depth",
+            attenuate(&attenuate(&alice)),
+            "web",
+            "delegated 2 times",
+        ),
+        (
+            "delegation not allowed",
+            attenuate(&issue(&d, "solo")),
+            "web",
+            "may not be delegated",
+        ),
+        ("revoked", revoked, "web", "has been revoked"),
+        (
+            "wrong label scope",
+            alice.clone(),
+            "db",
+            "outside the token's label scope",
+        ),
+        (
+            "over maxUnits",
+            issue(&d, "zero"),
+            "web",
+            "over the capability's maxUnits",
+        ),
+    ];
+    for (what, token, unit, reason) in &cases {
+        let v = post(
+            &d,
+            Some(token),
+            &format!(
+                "mutation {{ controlComputeUnit(name: \"{unit}\", action: STOP) {{ name }} }}"
+            ),
+        );
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            v["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{what}: {v}"
+        );
+        assert!(message.contains(reason), "{what}: {message}");
+    }
+    let state = d.state().to_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(10),
+        "every refusal audited with its reason",
+        || {
+            let audit = d.json(&["audit", "show", "--json", "--state-dir", &state]);
+            let records = audit.as_array().unwrap();
+            cases
+                .iter()
+                .all(|(_, _, _, reason)| {
+                    records.iter().any(|r| {
+                        r["record"]["allowed"] == false
+                            && r["record"]["operation"] == "unit.stop"
+                            && r["record"]["reason"]
+                                .as_str()
+                                .is_some_and(|x| x.contains(reason))
+                    })
+                })
+                .then_some(())
+        },
+    );
+}
