@@ -14,8 +14,9 @@
 //!    configured stays that file. Without tiers, disks are sparse files and a disk that
 //!    asks for a `tier` fails its unit.
 //! 4. Placement rounds (`storage.fabric.movement`, off when it or `heatMap` is disabled):
-//!    every [`ROUND_INTERVAL`] with the continuous engine; only on request
-//!    (`rebalanceStorage`) with the triggered one (and, for now, the scheduled one). Each
+//!    every [`ROUND_INTERVAL`] with the continuous engine; with the scheduled one, every
+//!    [`ROUND_INTERVAL`] inside its cron windows (promotions in `promotionWindow`, demotions
+//!    in `demotionWindow`); only on request (`rebalanceStorage`) with the triggered one. Each
 //!    extent moved publishes `storage.moved` (subject `volume/NAME`); after each move the
 //!    round waits as long as `bandwidth.limit` asks.
 //!
@@ -402,14 +403,21 @@ impl Engine {
                 }
             });
         } else if moving && movement.engine == MovementEngine::Scheduled {
-            let bus = engine.bus.clone();
+            // The store's cron windows decide, minute by minute, which directions may move.
+            let plan = hypernix_storage::schedule::Movement::from_config(movement)
+                .map_err(|e| e.to_string())?;
+            let e = engine.clone();
             tokio::spawn(async move {
-                let message = "storage.fabric.movement.engine = \"scheduled\": cron windows are \
-                               not honoured yet, so extents move only when asked \
-                               (rebalanceStorage); use \"continuous\" for automatic rounds";
-                let event = NewEvent::new("storage.warning", "storage")
-                    .with_payload(json!({ "message": message }));
-                let _ = bus.publish(event).await;
+                loop {
+                    tokio::time::sleep(ROUND_INTERVAL).await;
+                    let (promote, demote) = plan.allowed(chrono::Utc::now());
+                    if !(promote || demote) {
+                        continue;
+                    }
+                    if let Err(err) = e.round_directions(promote, demote).await {
+                        tracing::warn!("storage placement round: {err}");
+                    }
+                }
             });
         }
         tracing::info!("storage: serving volumes over NBD on {}", socket.display());
@@ -457,11 +465,27 @@ impl Engine {
 
     /// One placement round: plan, then move extent by extent, publishing each move.
     async fn round(&self) -> StorageResult<Vec<Moved>> {
+        self.round_directions(true, true).await
+    }
+
+    /// A placement round moving extents up (`promote`) and/or down (`demote`) only.
+    async fn round_directions(&self, promote: bool, demote: bool) -> StorageResult<Vec<Moved>> {
         let _one = self.round.lock().await;
         let store = self.store.clone();
+        let levels: BTreeMap<String, u32> = self
+            .store
+            .tier_stats()
+            .into_iter()
+            .map(|t| (t.name, t.level))
+            .collect();
         let planned = tokio::task::spawn_blocking(move || store.plan_moves())
             .await
-            .map_err(|e| format!("placement round: {e}"))?;
+            .map_err(|e| format!("placement round: {e}"))?
+            .into_iter()
+            .filter(|m| {
+                let up = levels.get(&m.to) < levels.get(&m.from);
+                (up && promote) || (!up && demote)
+            });
         let mut done = Vec::new();
         for m in planned {
             let store = self.store.clone();

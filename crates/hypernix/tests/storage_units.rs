@@ -489,3 +489,30 @@ fn node_subscribe(
     stderr.read_line(&mut first).unwrap();
     (node, lines)
 }
+
+#[test]
+fn the_scheduled_engine_promotes_inside_its_cron_window() {
+    let _g = heavy();
+    let d = TestDaemon::start();
+    let scheduled = r#"hypervisor.storage.fabric.movement = {
+    engine = "scheduled"; schedule.promotionWindow = "* * * * *"; };"#;
+    apply(&d, &config(&d, Some("64Mi"), scheduled));
+    d.wait_ready("db");
+    guest_write(&d);
+    let target = uri(&d, "db.data");
+    let mut args = vec!["-f", "raw", "-r", target.as_str()];
+    for _ in 0..100 {
+        args.extend(["-c", "read 2M 64k"]);
+    }
+    run("qemu-io", &args);
+    let moved = wait_until(Duration::from_secs(40), "a storage.moved event", || {
+        let moved = d.events("storage.moved");
+        (!moved.is_empty()).then_some(moved)
+    });
+    assert_eq!(moved[0]["payload"]["to"], "fast");
+    assert!(
+        d.events("storage.warning").is_empty(),
+        "{:?}",
+        d.events("storage.warning")
+    );
+}
