@@ -19,7 +19,7 @@ use async_graphql::{
 use async_graphql_value::Value;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use hypernix_caps::{Access, Decision, Request};
+use hypernix_caps::{Access, Decision, Denial, Request};
 use hypernix_daemon::Daemon;
 use hypernix_daemon::security::{Guard, labels_of};
 
@@ -150,10 +150,14 @@ struct GuardExtension {
     granted: Arc<Mutex<Vec<Request>>>,
 }
 
-fn forbidden(message: String) -> ServerError {
+/// A refusal: code `FORBIDDEN`, and the denial's short `reason` (e.g. `expired`) when known.
+fn forbidden(message: String, reason: Option<&Denial>) -> ServerError {
     let mut e = ServerError::new(message, None);
     let mut ext = ErrorExtensionValues::default();
     ext.set("code", "FORBIDDEN");
+    if let Some(r) = reason {
+        ext.set("reason", r.code());
+    }
     e.extensions = Some(ext);
     e
 }
@@ -181,9 +185,10 @@ impl Extension for GuardExtension {
                     continue;
                 }
                 let Some(rule) = rule_for(op.node.ty, name) else {
-                    return Err(forbidden(format!(
-                        "{name}: no capability rule covers this field; it is refused"
-                    )));
+                    return Err(forbidden(
+                        format!("{name}: no capability rule covers this field; it is refused"),
+                        None,
+                    ));
                 };
                 let request = request(daemon, &rule, args, variables);
                 match daemon.guard().authorize(token, &request) {
@@ -194,7 +199,10 @@ impl Extension for GuardExtension {
                         self.granted.lock().expect("granted lock").push(request);
                     }
                     Err(denied) => {
-                        return Err(forbidden(format!("{name}: {}", denied.reason)));
+                        return Err(forbidden(
+                            format!("{name}: {}", denied.reason),
+                            Some(&denied.reason),
+                        ));
                     }
                 }
             }
@@ -214,19 +222,17 @@ impl Extension for GuardExtension {
         };
         let token = ctx.data_opt::<Credential>().and_then(|c| c.token.clone());
         let requests = self.granted.clone();
-        let interval = daemon
-            .applied_config()
-            .map(|c| c.hypervisor.security.zero_trust.continuous)
-            .ok()
-            .filter(|c| c.verification)
-            .map(|c| c.interval.std());
-        let reason = Arc::new(Mutex::new(None::<String>));
+        let interval = daemon.guard().reverify_interval();
+        let reason = Arc::new(Mutex::new(None::<Denial>));
         let watch = watch(daemon, token, requests, interval, reason.clone());
         let closing =
             futures::stream::once(async move { reason.lock().expect("reason lock").take() })
-                .filter_map(
-                    |r| async move { r.map(|r| Response::from_errors(vec![forbidden(r)])) },
-                );
+                .filter_map(|r| async move {
+                    r.map(|r| {
+                        let message = format!("subscription closed: {r}");
+                        Response::from_errors(vec![forbidden(message, Some(&r))])
+                    })
+                });
         stream.take_until(watch).chain(closing).boxed()
     }
 }
@@ -238,7 +244,7 @@ async fn watch(
     token: Option<String>,
     requests: Arc<Mutex<Vec<Request>>>,
     interval: Option<Duration>,
-    reason: Arc<Mutex<Option<String>>>,
+    reason: Arc<Mutex<Option<Denial>>>,
 ) {
     let started = tokio::time::Instant::now();
     let mut last_full = started;
@@ -256,8 +262,7 @@ async fn watch(
                 daemon.guard().recheck(token.as_deref(), r)
             };
             if let Err(denied) = result {
-                *reason.lock().expect("reason lock") =
-                    Some(format!("subscription closed: {}", denied.reason));
+                *reason.lock().expect("reason lock") = Some(denied.reason);
                 return;
             }
         }

@@ -48,14 +48,9 @@ impl CapsMutation {
         principal: String,
         capability: Option<String>,
     ) -> async_graphql::Result<IssuedToken> {
-        let d = daemon(ctx)?;
-        let config = d.applied_config().map_err(crate::schema::gql)?;
-        d.guard()
-            .issue(
-                &config.hypervisor.security,
-                &principal,
-                capability.as_deref(),
-            )
+        daemon(ctx)?
+            .guard()
+            .issue(&principal, capability.as_deref())
             .map(Into::into)
             .map_err(caps_error)
     }
@@ -111,23 +106,11 @@ impl CapsMutation {
             .data::<Credential>()?
             .decision()
             .ok_or("breakGlass: the request was not authorized")?;
-        let config = d.applied_config().map_err(crate::schema::gql)?;
         let issued = d
             .guard()
-            .break_glass(&config.hypervisor.security, &decision, &reason)
+            .break_glass(&decision, &reason)
             .map_err(caps_error)?;
-        let notify = config
-            .hypervisor
-            .security
-            .principals
-            .get(&decision.principal)
-            .and_then(|p| {
-                p.grants
-                    .iter()
-                    .find(|g| g.capability == decision.capability)
-            })
-            .map(|g| g.emergency.notification_list.clone())
-            .unwrap_or_default();
+        let notify = d.guard().notification_list(&decision);
         let mut event = NewEvent::new(
             "security.alert",
             format!("principal/{}", decision.principal),

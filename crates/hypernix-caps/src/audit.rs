@@ -125,11 +125,6 @@ impl AuditLog {
         })
     }
 
-    /// The log file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Queues `record`; it is on disk after the next [`flush`](Self::flush) returns.
     pub fn append(&self, record: AuditRecord) {
         let (lock, cv) = &*self.queue;

@@ -2,7 +2,7 @@
 //! to, revocations kept in the state store, token issuance and break-glass access.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use hypernix_caps::authorize::Denied;
@@ -21,6 +21,8 @@ pub struct Guard {
     authorizer: Authorizer,
     audit: AuditLog,
     store: Arc<RedbStore>,
+    /// The applied configuration's security section.
+    security: RwLock<Security>,
 }
 
 impl Guard {
@@ -40,6 +42,7 @@ impl Guard {
             authorizer,
             audit,
             store,
+            security: RwLock::new(security.clone()),
         };
         for id in guard.revoked() {
             guard.authorizer.revoke(&id);
@@ -47,9 +50,33 @@ impl Guard {
         Ok(guard)
     }
 
-    /// Takes a newly applied security section (time zones of schedules).
+    /// Takes a newly applied security section.
     pub fn configure(&self, security: &Security) -> Result<(), CapsError> {
-        self.authorizer.configure(security)
+        self.authorizer.configure(security)?;
+        *self.security.write().expect("security lock") = security.clone();
+        Ok(())
+    }
+
+    /// How often a long-lived session is fully re-authorized (`None`: continuous
+    /// verification is off).
+    pub fn reverify_interval(&self) -> Option<std::time::Duration> {
+        let s = self.security.read().expect("security lock");
+        let c = &s.zero_trust.continuous;
+        c.verification.then(|| c.interval.std())
+    }
+
+    /// Who is told when `decision`'s grant breaks glass (`emergency.notificationList`).
+    pub fn notification_list(&self, decision: &Decision) -> Vec<String> {
+        let s = self.security.read().expect("security lock");
+        s.principals
+            .get(&decision.principal)
+            .and_then(|p| {
+                p.grants
+                    .iter()
+                    .find(|g| g.capability == decision.capability)
+            })
+            .map(|g| g.emergency.notification_list.clone())
+            .unwrap_or_default()
     }
 
     /// Authorizes `request` made with `token` now, and audits the decision.
@@ -102,15 +129,11 @@ impl Guard {
     }
 
     /// Issues a token for `principal`'s grant (of `capability`, when it has several).
-    pub fn issue(
-        &self,
-        security: &Security,
-        principal: &str,
-        capability: Option<&str>,
-    ) -> Result<Issued, CapsError> {
+    pub fn issue(&self, principal: &str, capability: Option<&str>) -> Result<Issued, CapsError> {
+        let security = self.security.read().expect("security lock");
         token::issue(
             &self.authorizer.keys(),
-            security,
+            &security,
             principal,
             capability,
             Utc::now(),
@@ -118,15 +141,11 @@ impl Guard {
     }
 
     /// Issues the emergency token for a break-glass grant holder.
-    pub fn break_glass(
-        &self,
-        security: &Security,
-        decision: &Decision,
-        reason: &str,
-    ) -> Result<Issued, CapsError> {
+    pub fn break_glass(&self, decision: &Decision, reason: &str) -> Result<Issued, CapsError> {
+        let security = self.security.read().expect("security lock");
         token::emergency(
             &self.authorizer.keys(),
-            security,
+            &security,
             &decision.principal,
             &decision.capability,
             reason,
@@ -166,11 +185,6 @@ impl Guard {
                 .collect(),
             _ => Vec::new(),
         }
-    }
-
-    /// Waits until every audit record so far is on disk.
-    pub fn flush_audit(&self) -> Result<(), CapsError> {
-        self.audit.flush()
     }
 
     /// The labels of compute unit `name` in `raw` (the applied configuration), if it exists.

@@ -191,16 +191,7 @@ fn a_guest_disk_on_a_tiered_volume_keeps_its_data_across_a_vm_restart() {
     );
 
     // The continuous placement engine promotes a hot extent on its own.
-    let target = uri(&d, "db.data");
-    let mut args = vec!["-f", "raw", "-r", target.as_str()];
-    for _ in 0..100 {
-        args.extend(["-c", "read 2M 64k"]);
-    }
-    run("qemu-io", &args);
-    let moved = wait_until(Duration::from_secs(30), "a storage.moved event", || {
-        let moved = d.events("storage.moved");
-        (!moved.is_empty()).then_some(moved)
-    });
+    let moved = heat_and_wait_for_a_move(&d, Duration::from_secs(30));
     assert_eq!(moved[0]["subject"], "volume/db.data");
     assert_eq!(moved[0]["payload"]["to"], "fast");
 
@@ -437,6 +428,21 @@ fn an_unwritable_tier_location_is_reported_and_fails_units_that_need_it() {
     assert!(err.contains("cannot create its location"), "{err}");
 }
 
+/// Reads extent 2 of `db.data` a hundred times with qemu-io, then waits for the placement
+/// engine's first `storage.moved` event; returns the move events.
+fn heat_and_wait_for_a_move(d: &TestDaemon, timeout: Duration) -> Vec<Value> {
+    let target = uri(d, "db.data");
+    let mut args = vec!["-f", "raw", "-r", target.as_str()];
+    for _ in 0..100 {
+        args.extend(["-c", "read 2M 64k"]);
+    }
+    run("qemu-io", &args);
+    wait_until(timeout, "a storage.moved event", || {
+        let moved = d.events("storage.moved");
+        (!moved.is_empty()).then_some(moved)
+    })
+}
+
 /// Asks the daemon's GraphQL API `query`; answers the data's `field`, or the errors.
 fn gql(d: &TestDaemon, query: &str, field: &str) -> Result<Value, String> {
     let mut r = ureq::post(format!("http://{}/graphql", d.api))
@@ -499,16 +505,7 @@ fn the_scheduled_engine_promotes_inside_its_cron_window() {
     apply(&d, &config(&d, Some("64Mi"), scheduled));
     d.wait_ready("db");
     guest_write(&d);
-    let target = uri(&d, "db.data");
-    let mut args = vec!["-f", "raw", "-r", target.as_str()];
-    for _ in 0..100 {
-        args.extend(["-c", "read 2M 64k"]);
-    }
-    run("qemu-io", &args);
-    let moved = wait_until(Duration::from_secs(40), "a storage.moved event", || {
-        let moved = d.events("storage.moved");
-        (!moved.is_empty()).then_some(moved)
-    });
+    let moved = heat_and_wait_for_a_move(&d, Duration::from_secs(40));
     assert_eq!(moved[0]["payload"]["to"], "fast");
     assert!(
         d.events("storage.warning").is_empty(),
