@@ -5,13 +5,13 @@
 
 mod kit;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kit::{TestDaemon, heavy, wait_until};
+use kit::{Console, TestDaemon, heavy, wait_until};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -75,46 +75,14 @@ fn run(cmd: &str, args: &[&str]) -> String {
 /// 32-hex-digit value printed after `key=`. The command must print the key split (as
 /// `K""EY=`) so that the terminal's echo of the command does not match.
 fn console_value(d: &TestDaemon, unit: &str, command: &str, key: &str) -> String {
-    let mut child = Command::new(kit::bin())
-        .args(["--api", &d.api, "console", unit])
-        .env("HYPERNIX_TOKEN", d.token())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    wait_until(Duration::from_secs(30), "the guest's shell", || {
-        stdin.write_all(b"echo console-$((6*7))\n").unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        String::from_utf8_lossy(&seen.lock().unwrap())
-            .contains("console-42")
-            .then_some(())
-    });
-    stdin.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let out = Console::open(d, unit).run(command);
     let needle = format!("{key}=");
-    let value = wait_until(Duration::from_secs(120), &needle, || {
-        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-        text.match_indices(&needle).find_map(|(i, _)| {
-            let v: String = text[i + needle.len()..].chars().take(32).collect();
+    out.match_indices(&needle)
+        .find_map(|(i, _)| {
+            let v: String = out[i + needle.len()..].chars().take(32).collect();
             (v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit())).then_some(v)
         })
-    });
-    stdin.write_all(&[0x1d]).unwrap();
-    let _ = child.wait();
-    value
+        .unwrap_or_else(|| panic!("no {needle} value in {out:?}"))
 }
 
 /// The md5 of bytes [1 MiB, 4 MiB) of the guest's disk, read past the page cache.

@@ -7,14 +7,13 @@
 
 mod kit;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypernix_api::client::Client;
-use kit::{TestDaemon, heavy, wait_until};
+use kit::{Console, TestDaemon, heavy, wait_until};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -47,74 +46,10 @@ fn backup_config(repo: &Path, schedule: &str) -> String {
     )
 }
 
-/// A shell on the guest's serial console, through `hypernix console`.
-struct Console {
-    child: Child,
-    seen: Arc<Mutex<Vec<u8>>>,
-    count: u32,
-}
-
-impl Console {
-    fn open(d: &TestDaemon, unit: &str) -> Console {
-        let mut child = Command::new(kit::bin())
-            .args(["--api", &d.api, "console", unit])
-            .env("HYPERNIX_TOKEN", d.token())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Console {
-            child,
-            seen,
-            count: 0,
-        }
-    }
-
-    /// Runs `cmd` in the guest and returns what it printed (with the echo of the line).
-    fn run(&mut self, cmd: &str) -> String {
-        self.count += 1;
-        let start = self.seen.lock().unwrap().len();
-        // The marker is computed by the guest's shell, so the echoed line never matches it.
-        let marker = format!("done-{}", 1000 + self.count);
-        let line = format!("{cmd}; echo done-$((1000+{}))\n", self.count);
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(line.as_bytes()).unwrap();
-        wait_until(
-            Duration::from_secs(120),
-            &format!("`{cmd}` in the guest"),
-            || {
-                let seen = self.seen.lock().unwrap();
-                let text = String::from_utf8_lossy(&seen[start..]).into_owned();
-                text.contains(&marker).then_some(text)
-            },
-        )
-    }
-
-    /// The SHA-256 of the guest's /dev/vda, as the guest reads it.
-    fn disk_sha(&mut self) -> String {
-        let out = self.run("sync; sha256sum /dev/vda");
-        sha_in(&out, "/dev/vda").unwrap_or_else(|| panic!("no checksum in {out:?}"))
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The SHA-256 of the guest's /dev/vda, as the guest reads it.
+fn disk_sha(console: &mut Console) -> String {
+    let out = console.run("sync; sha256sum /dev/vda");
+    sha_in(&out, "/dev/vda").unwrap_or_else(|| panic!("no checksum in {out:?}"))
 }
 
 /// The hex digest printed by sha256sum for `name` in `text`.
@@ -268,7 +203,7 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     d.json(&["apply", "--json", f.to_str().unwrap()]);
     d.wait_ready("a");
     let mut console = Console::open(&d, "a");
-    let zero_sha = console.disk_sha();
+    let zero_sha = disk_sha(&mut console);
 
     // The source's first run comes from the schedule: a full read of a disk that is all
     // holes, so nothing is read.
@@ -288,7 +223,7 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     // 1 MiB at 2 MiB and 4 KiB at 20 MiB: the next backup reads those blocks only.
     console.run("dd if=/dev/urandom of=/dev/vda bs=64k count=16 seek=32 conv=fsync");
     console.run("dd if=/dev/urandom of=/dev/vda bs=4k count=1 seek=5120 conv=fsync");
-    let sha_a = console.disk_sha();
+    let sha_a = disk_sha(&mut console);
     let second = backup_run(&client);
     assert_eq!(second["parent"], first["id"]);
     let read = num(&second, "bytesRead");
@@ -301,7 +236,7 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     // Overwrite 4 KiB inside the first write and 512 KiB at 40 MiB.
     console.run("dd if=/dev/urandom of=/dev/vda bs=4k count=1 seek=600 conv=fsync");
     console.run("dd if=/dev/urandom of=/dev/vda bs=64k count=8 seek=640 conv=fsync");
-    let sha_b = console.disk_sha();
+    let sha_b = disk_sha(&mut console);
     assert!(
         zero_sha != sha_a && sha_a != sha_b,
         "the guest's writes changed the disk"

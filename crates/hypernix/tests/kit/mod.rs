@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // Each test binary uses part of the kit.
 
+mod console;
+#[allow(unused_imports)] // Only the tests that drive a guest shell use it.
+pub use console::Console;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
