@@ -21,7 +21,6 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use hypernix_caps::{Access, Decision, Denial, Request};
 use hypernix_daemon::Daemon;
-use hypernix_daemon::security::{Guard, labels_of};
 
 /// The caller's token and, once a request is authorized, the decision (which scopes lists).
 #[derive(Debug, Default)]
@@ -317,11 +316,8 @@ fn request(daemon: &Daemon, rule: &Rule, args: &[Arg], variables: &Variables) ->
         Target::None => r,
         Target::Unit(name) => match arg(args, name, variables) {
             Some(serde_json::Value::String(unit)) => {
-                let labels = daemon
-                    .applied_raw()
-                    .ok()
-                    .and_then(|raw| Guard::unit_labels(&raw, &unit))
-                    .unwrap_or_default();
+                // The unit's resolved labels, from the daemon's memory (no store read).
+                let labels = daemon.unit(&unit).map(|u| u.labels).unwrap_or_default();
                 r.on(format!("unit/{unit}"), labels).units(1)
             }
             _ => r,
@@ -335,4 +331,17 @@ fn request(daemon: &Daemon, rule: &Rule, args: &[Arg], variables: &Variables) ->
             r.on(format!("unit/{name}"), labels).units(1)
         }
     }
+}
+
+/// The `labels` of a new unit's settings.
+fn labels_of(settings: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    settings
+        .get("labels")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,7 +1,6 @@
 //! The daemon's guard: the authorizer over its key ring, the audit log every decision goes
 //! to, revocations kept in the state store, token issuance and break-glass access.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
@@ -186,26 +185,4 @@ impl Guard {
             _ => Vec::new(),
         }
     }
-
-    /// The labels of compute unit `name` in `raw` (the applied configuration), if it exists.
-    pub fn unit_labels(
-        raw: &serde_json::Map<String, Value>,
-        name: &str,
-    ) -> Option<BTreeMap<String, String>> {
-        let unit = raw.get("compute")?.get("units")?.get(name)?;
-        Some(labels_of(unit))
-    }
-}
-
-/// The `labels` of a unit's settings.
-pub fn labels_of(settings: &Value) -> BTreeMap<String, String> {
-    settings
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
