@@ -49,7 +49,7 @@ pub enum UnitAction {
     Resume,
 }
 
-/// What `GET /v1/health` answers.
+/// The daemon's version, pid, state directory, API address and accelerator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
