@@ -6,7 +6,9 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server)
+# debootstrap, extlinux, syslinux-common and fdisk build the Debian guest (scripts/debian-image.sh).
+WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server
+      debootstrap extlinux syslinux-common fdisk)
 missing=()
 for pkg in "${WANT[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

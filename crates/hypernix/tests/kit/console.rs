@@ -17,6 +17,11 @@ pub struct Console {
 impl Console {
     /// Attaches to `unit`'s console and waits until its shell answers.
     pub fn open(d: &TestDaemon, unit: &str) -> Console {
+        Console::open_within(d, unit, Duration::from_secs(30))
+    }
+
+    /// Attaches to `unit`'s console and waits up to `timeout` until its shell answers.
+    pub fn open_within(d: &TestDaemon, unit: &str, timeout: Duration) -> Console {
         let mut child = Command::new(bin())
             .args(["--api", &d.api, "console", unit])
             .env("HYPERNIX_TOKEN", d.token())
@@ -43,7 +48,7 @@ impl Console {
             count: 0,
         };
         // The arithmetic is evaluated by the guest's shell, not echoed by the terminal.
-        wait_until(Duration::from_secs(30), "the guest's shell", || {
+        wait_until(timeout, "the guest's shell", || {
             console.write(b"echo console-$((6*7))\n");
             std::thread::sleep(Duration::from_millis(500));
             String::from_utf8_lossy(&console.seen.lock().unwrap())
