@@ -6,7 +6,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server)
+WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server genisoimage cloud-init)
 missing=()
 for pkg in "${WANT[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
