@@ -28,6 +28,9 @@ pub enum Command {
     /// Check, explain and plan configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Compose guests from components and blueprints: render, graph, check.
+    #[command(subcommand)]
+    Compose(crate::commands::compose::ComposeCommand),
     /// Deduplicating, encrypted, incremental-forever backups.
     #[command(subcommand)]
     Backup(crate::commands::backup::BackupCommand),
