@@ -415,7 +415,7 @@ impl Daemon {
                 .unwrap_or(0)
                 + u64::from(actions.get(name.as_str()) == Some(&Action::Restart));
             let d = Desired {
-                spec: build::unit_spec(unit),
+                spec: build::unit_spec(unit, &config.hypervisor.composition),
                 power: Power::Running,
                 generation,
             };

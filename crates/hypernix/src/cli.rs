@@ -68,7 +68,7 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Start, stop, restart, pause or resume a unit.
+    /// Show, start, stop, restart, pause or resume a unit.
     Unit {
         /// What to do.
         action: UnitVerb,
@@ -193,6 +193,8 @@ pub enum AccelArg {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum UnitVerb {
+    /// Print the unit's status (with its forwarded ports).
+    Show,
     Start,
     Stop,
     Restart,

@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::merge::{Composed, Phase};
 
@@ -21,7 +21,7 @@ use crate::merge::{Composed, Phase};
 pub const QEMU_FIRST_MAC: &str = "52:54:00:12:34:56";
 
 /// The three files of a NoCloud seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Seed {
     /// `#cloud-config` user data.
