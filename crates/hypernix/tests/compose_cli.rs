@@ -80,6 +80,37 @@ fn render_the_seed_blueprint() {
 }
 
 #[test]
+fn cloud_init_accepts_the_seed_blueprints_user_data() {
+    let found = ["/usr/bin/cloud-init", "/bin/cloud-init"]
+        .iter()
+        .any(|p| Path::new(p).is_file());
+    if !found {
+        eprintln!("\n*** SKIPPED: cloud-init is not installed; run scripts/install-deps.sh ***\n");
+        return;
+    }
+    let out = hypernix(&[
+        "compose",
+        "render",
+        "secure-web",
+        &examples(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let user_data = d.path().join("user-data");
+    std::fs::write(&user_data, v["seed"]["user-data"].as_str().unwrap()).unwrap();
+    let out = Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&user_data)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && said.contains("Valid"), "{said}");
+}
+
+#[test]
 fn graph_is_dot() {
     let out = hypernix(&["compose", "graph", "secure-web", &examples()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
