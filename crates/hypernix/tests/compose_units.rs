@@ -130,6 +130,22 @@ fn a_blueprint_unit_boots_with_ports_seed_and_provenance() {
     let again = d.json(&["unit", "show", "w", "--json"]);
     assert_eq!(ports(&again), p, "{again}");
     kit::wait_until(Duration::from_secs(30), "httpd after restart", || get(host));
+
+    // A change to the composition alone restarts the unit with the new seed.
+    let before = d.unit("w")["pid"].as_u64();
+    let f = d.config("c.nix", &CONFIG.replace("port = 80\\n", "port = 8080\\n"));
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    d.wait_unit("w", Duration::from_secs(90), "recomposed and ready", |u| {
+        u["state"] == "RUNNING" && u["ready"] == true && u["pid"].as_u64() != before
+    });
+    if have_isoinfo() {
+        let out = Command::new("isoinfo")
+            .args(["-J", "-x", "/user-data", "-i"])
+            .arg(&iso)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("port = 8080"));
+    }
 }
 
 fn have_isoinfo() -> bool {
