@@ -145,3 +145,52 @@ fn cloud_init_accepts_the_user_data() {
     );
     assert!(text.contains("Valid"), "{text}");
 }
+
+#[test]
+fn cloud_init_renders_the_network_config_as_dhcp_on_the_first_nic() {
+    if !have("cloud-init") {
+        return;
+    }
+    let c = compose(&secure_web(), "secure-web", &Values::new()).unwrap();
+    let s = seed(&c, "prod-web", "52:54:00:12:34:56");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("network-config");
+    std::fs::write(&input, &s.network_config).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new("cloud-init")
+        .args([
+            "devel",
+            "net-convert",
+            "--kind",
+            "yaml",
+            "--output-kind",
+            "eni",
+        ])
+        .args([
+            "--distro",
+            "debian",
+            "-m",
+            "ens3,52:54:00:12:34:56",
+            "--network-data",
+        ])
+        .arg(&input)
+        .arg("-d")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eni =
+        std::fs::read_to_string(out_dir.join("etc/network/interfaces.d/50-cloud-init")).unwrap();
+    assert!(eni.contains("iface eth0 inet dhcp"), "{eni}");
+    // The NIC with that MAC is renamed eth0.
+    let rules =
+        std::fs::read_to_string(out_dir.join("etc/udev/rules.d/70-persistent-net.rules")).unwrap();
+    assert!(
+        rules.contains("52:54:00:12:34:56") && rules.contains("eth0"),
+        "{rules}"
+    );
+}
