@@ -115,6 +115,15 @@ fn iso_reads_back_with_isoinfo() {
     }
     // Readers without Joliet see 8.3 names with the same data.
     assert_eq!(run(&["-x", "/USERDATA.;1"]), s.user_data);
+    // blkid, as cloud-init's ds-identify uses it, finds the label.
+    if have("blkid") {
+        let out = Command::new("blkid").arg("-p").arg(&iso).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("LABEL=\"cidata\"") && said.contains("TYPE=\"iso9660\""),
+            "{said}"
+        );
+    }
 }
 
 #[test]
