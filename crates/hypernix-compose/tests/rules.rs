@@ -46,14 +46,17 @@ fn requirements_order_and_pull_in() {
         "components": {
             "app": { "type": "service", "compatibility": { "requires": [ "sql", "base" ] } },
             "pg": { "type": "service", "compatibility": { "provides": [ "sql" ], "requires": [ "base" ] } },
-            "base": { "type": "base" }
+            "base": { "type": "base", "compatibility": { "requires": [ "logging" ] } },
+            "syslog": { "type": "monitoring", "compatibility": { "provides": [ "logging" ] } },
+            "journald": { "type": "monitoring", "compatibility": { "provides": [ "logging" ] } }
         },
         "blueprints": { "b": bp(&["app", "pg"]) }
     }));
     let got = compose(&c, "b", &Values::new()).unwrap();
     let order: Vec<_> = got.members.iter().map(|m| m.alias.as_str()).collect();
-    assert_eq!(order, ["base", "pg", "app"]);
-    assert!(!got.members[0].listed);
+    // `base` is pulled in by name, `logging` by the first provider by name (journald).
+    assert_eq!(order, ["journald", "base", "pg", "app"]);
+    assert!(!got.members[0].listed && !got.members[1].listed);
     assert!(got.edges.contains(&("app".into(), "pg".into())));
 }
 
