@@ -112,6 +112,22 @@ fn a_blueprint_unit_boots_with_ports_seed_and_provenance() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     }
 
+    // The guest's kernel reads the seed from its CD-ROM, Joliet names and all.
+    let mut console = kit::Console::open(&d, "w");
+    let out = console.run(
+        "mkdir -p /mnt && mount -t iso9660 -o ro /dev/sr0 /mnt && ls /mnt && \
+         head -1 /mnt/user-data && cat /mnt/meta-data",
+    );
+    assert!(
+        out.contains("meta-data") && out.contains("network-config") && out.contains("user-data"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#cloud-config") && out.contains("local-hostname: \"w\""),
+        "{out}"
+    );
+    drop(console);
+
     // `config explain` names the component that set the memory.
     let explain = d.cli(&["config", "explain", "w", f.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&explain.stdout);
