@@ -6,9 +6,10 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# debootstrap, extlinux, syslinux-common and fdisk build the Debian guest (scripts/debian-image.sh).
+# debootstrap, extlinux, syslinux-common and fdisk build the Debian guest (scripts/debian-image.sh);
+# genisoimage and cloud-init check the composed cloud-init seeds.
 WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server
-      debootstrap extlinux syslinux-common fdisk)
+      genisoimage cloud-init debootstrap extlinux syslinux-common fdisk)
 missing=()
 for pkg in "${WANT[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -29,4 +30,6 @@ if printf '%s\n' "${missing[@]}" | grep -qx qemu-system-x86; then
   extra+=("qemu-utils=$v" --allow-downgrades)
 fi
 $SUDO apt-get install -y -qq "${missing[@]}" "${extra[@]}" >/dev/null
+# cloud-init is here to check seeds, never to configure this host at its next boot.
+$SUDO mkdir -p /etc/cloud && $SUDO touch /etc/cloud/cloud-init.disabled
 echo "install-deps: done"

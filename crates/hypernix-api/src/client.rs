@@ -62,10 +62,24 @@ pub struct Unit {
     pub reason: Option<String>,
     /// Restarts by policy.
     pub restarts: u32,
+    /// Host ports forwarded into the guest.
+    #[serde(default)]
+    pub ports: Vec<Port>,
 }
 
-const UNIT_FIELDS: &str =
-    "name state desiredRunning vcpus memory liveMemory pid accel startedAt ready reason restarts";
+/// A host port forwarded to a guest port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Port {
+    /// Port inside the guest.
+    pub internal: u16,
+    /// Port on the host.
+    pub external: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+const UNIT_FIELDS: &str = "name state desiredRunning vcpus memory liveMemory pid accel startedAt \
+     ready reason restarts ports { internal external protocol }";
 
 /// A client of the daemon at one address.
 #[derive(Debug, Clone)]

@@ -99,6 +99,19 @@ pub struct ComputeUnit {
     pub tags: Vec<String>,
     /// The run directory (QMP and console sockets, console log) on the daemon's host.
     pub run_dir: String,
+    /// Host ports forwarded into the running guest (from its blueprint's components).
+    pub ports: Vec<ForwardedPort>,
+}
+
+/// A host port forwarded to a guest port.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ForwardedPort {
+    /// Port inside the guest.
+    pub internal: u16,
+    /// Port on the host.
+    pub external: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 impl From<UnitStatus> for ComputeUnit {
@@ -125,6 +138,15 @@ impl From<UnitStatus> for ComputeUnit {
                 .collect(),
             tags: u.tags,
             run_dir: u.run_dir,
+            ports: o
+                .ports
+                .into_iter()
+                .map(|p| ForwardedPort {
+                    internal: p.internal,
+                    external: p.external,
+                    protocol: p.protocol,
+                })
+                .collect(),
         }
     }
 }

@@ -32,6 +32,13 @@ pub enum Source {
     },
     /// The unit's own settings.
     Unit,
+    /// A component of the unit's blueprint, which adjusted the value last.
+    Component {
+        /// The component (its alias in the blueprint).
+        name: String,
+        /// The blueprint.
+        blueprint: String,
+    },
 }
 
 /// How a unit got a tag it does not list itself.
@@ -69,6 +76,9 @@ impl fmt::Display for Source {
                 }
             }
             Source::Unit => f.write_str("unit"),
+            Source::Component { name, blueprint } => {
+                write!(f, "component {name} (blueprint {blueprint})")
+            }
         }
     }
 }

@@ -145,7 +145,7 @@ fn resolve_cached<'a>(
             tree.insert(key.into(), v);
         }
     }
-    let settings: Unit = match serde_json::from_value(Value::Object(tree)) {
+    let mut settings: Unit = match serde_json::from_value(Value::Object(tree)) {
         Ok(s) => s,
         Err(e) => {
             return Err(vec![ResolveError::Invalid {
@@ -154,6 +154,8 @@ fn resolve_cached<'a>(
             }]);
         }
     };
+    let mut provenance = layers.provenance;
+    fold_blueprint(config, &mut settings, &mut provenance);
     let compute_res = &settings.resources.compute;
     let cpu = match resources::cpu(
         compute_res.units,
@@ -175,11 +177,48 @@ fn resolve_cached<'a>(
         policies: policies.into_iter().map(|(p, _)| p).collect(),
         tags,
         cpu,
-        provenance: layers.provenance,
+        provenance,
         overrides: layers.overrides,
     };
     constraints::check(config, &resolved)?;
     Ok(resolved)
+}
+
+/// Applies the resource adjustments of the unit's blueprint (`blueprint`, else
+/// `labels.blueprint`), recording the last component that changed each value as its
+/// source. A blueprint that does not compose is left for the daemon to report.
+fn fold_blueprint(config: &Config, settings: &mut Unit, provenance: &mut BTreeMap<String, Source>) {
+    let Some(blueprint) = settings
+        .blueprint
+        .clone()
+        .or_else(|| settings.labels.get("blueprint").cloned())
+    else {
+        return;
+    };
+    let composition = &config.hypervisor.composition;
+    let Ok(composed) =
+        hypernix_compose::compose(composition, &blueprint, &hypernix_compose::Values::new())
+    else {
+        return;
+    };
+    let source = |by: Vec<String>| {
+        by.last().map(|name| Source::Component {
+            name: name.clone(),
+            blueprint: blueprint.clone(),
+        })
+    };
+    let compute = &mut settings.resources.compute;
+    let (units, by) = composed.cpu_units(compute.units);
+    if let Some(s) = source(by) {
+        compute.units = units;
+        provenance.insert("resources.compute.units".into(), s);
+    }
+    let memory = &mut settings.resources.memory;
+    let (bytes, by) = composed.memory_bytes(memory.size.bytes());
+    if let Some(s) = source(by) {
+        memory.size = Size(bytes);
+        provenance.insert("resources.memory.size".into(), s);
+    }
 }
 
 /// Expands a unit's policies and tags and merges their layers.

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use hypernix_compute::ResolvedUnit;
+use hypernix_config::schema::composition::Composition;
 use hypernix_config::schema::compute::{Architecture, SecurityLevel};
 use hypernix_vmm::{Accel, Boot, Disk, DiskFormat, DiskSource, Nic, TestGuest, VmSpec};
 
@@ -12,8 +13,9 @@ use crate::layout::Layout;
 use crate::model::{RestartPolicy, UnitSpec};
 use crate::storage::StorageEngine;
 
-/// The spec the daemon stores for a resolved unit.
-pub fn unit_spec(unit: &ResolvedUnit) -> UnitSpec {
+/// The spec the daemon stores for a resolved unit, its blueprint composed from
+/// `composition`.
+pub fn unit_spec(unit: &ResolvedUnit, composition: &Composition) -> UnitSpec {
     UnitSpec {
         vcpus: unit.cpu.vcpus,
         max_vcpus: unit.cpu.max_vcpus,
@@ -22,6 +24,7 @@ pub fn unit_spec(unit: &ResolvedUnit) -> UnitSpec {
         restart: RestartPolicy::from(unit.settings.workload.kind),
         labels: unit.settings.labels.clone(),
         settings: unit.settings.clone(),
+        composition: crate::compose::unit_composition(&unit.name, &unit.settings, composition),
     }
 }
 
@@ -46,11 +49,10 @@ pub fn vm_spec(
             a.kind
         ));
     }
-    if let Some(b) = s.blueprint.as_ref().or(s.labels.get("blueprint")) {
-        return Err(format!(
-            "blueprint {b:?}: composing units from blueprints (components, cloud-init) is not \
-             available yet; remove the blueprint to boot the unit without it"
-        ));
+    if let Some(c) = &spec.composition
+        && let Some(e) = &c.error
+    {
+        return Err(format!("blueprint {}: {e}", c.blueprint));
     }
     if s.resources.memory.hugepages.is_some() {
         return Err(
@@ -72,11 +74,7 @@ pub fn vm_spec(
     let boot = match &s.image {
         None => {
             // The guest's hostname is the unit's name, as far as hostnames allow.
-            let hostname: String = name
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .take(63)
-                .collect();
+            let hostname = crate::compose::hostname(name);
             guest()?.boot(&hostname).map_err(|e| e.to_string())?
         }
         Some(image) => {
@@ -114,6 +112,19 @@ pub fn vm_spec(
         }
         nics.push(Nic::default());
     }
+    let mut cdroms = Vec::new();
+    if let Some(c) = &spec.composition {
+        let dir = layout.unit_dir(name);
+        cdroms.extend(crate::compose::write_seed(&dir, c)?);
+        let forwards = crate::compose::forwards(&dir, c)?;
+        if !forwards.is_empty() {
+            // Ports go on the first NIC; a unit without one gets a user-mode NIC for them.
+            if nics.is_empty() {
+                nics.push(Nic::default());
+            }
+            nics[0].forwards.extend(forwards);
+        }
+    }
     let mut extra_args = Vec::new();
     if !s.resources.compute.features.is_empty() {
         let flags: Vec<String> = s
@@ -134,6 +145,7 @@ pub fn vm_spec(
         balloon: true,
         boot,
         disks,
+        cdroms,
         nics,
         accel,
         hardened: s.features.isolation.security_level == SecurityLevel::Hardened,

@@ -408,14 +408,23 @@ impl Daemon {
             value: Value::Object(raw),
         }];
         let mut desired = BTreeMap::new();
+        // Units whose composed blueprint changed while their settings did not: the guest
+        // reads the new seed only when it boots again, so they restart too.
+        let mut recomposed = std::collections::BTreeSet::new();
         for (name, unit) in &new {
-            let generation = handles
-                .get(name)
-                .map(|h| h.desired().generation)
-                .unwrap_or(0)
-                + u64::from(actions.get(name.as_str()) == Some(&Action::Restart));
+            let spec = build::unit_spec(unit, &config.hypervisor.composition);
+            let old = handles.get(name).map(|h| h.desired());
+            if old
+                .as_ref()
+                .is_some_and(|o| o.spec.composition != spec.composition)
+            {
+                recomposed.insert(name.clone());
+            }
+            let restart =
+                actions.get(name.as_str()) == Some(&Action::Restart) || recomposed.contains(name);
+            let generation = old.map(|o| o.generation).unwrap_or(0) + u64::from(restart);
             let d = Desired {
-                spec: build::unit_spec(unit),
+                spec,
                 power: Power::Running,
                 generation,
             };
@@ -456,7 +465,8 @@ impl Daemon {
             tasks.push(tokio::spawn(async move { h.send(Command::Remove).await }));
         }
         for (name, d) in desired {
-            let restart = actions.get(name.as_str()) == Some(&Action::Restart);
+            let restart =
+                actions.get(name.as_str()) == Some(&Action::Restart) || recomposed.contains(&name);
             match handles.get(&name) {
                 Some(h) => {
                     let h = h.clone();

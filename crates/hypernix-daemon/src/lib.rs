@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod build;
 mod cgroup;
+pub mod compose;
 pub mod daemon;
 pub mod error;
 pub mod layout;

@@ -86,6 +86,45 @@ pub struct UnitSpec {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The resolved settings, for display and for building the VM.
     pub settings: hypernix_config::schema::compute::Unit,
+    /// The unit's composed blueprint, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition: Option<UnitComposition>,
+}
+
+/// A unit's blueprint, composed when the configuration was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitComposition {
+    /// The blueprint.
+    pub blueprint: String,
+    /// Why the blueprint does not compose; the unit fails with it.
+    pub error: Option<String>,
+    /// The cloud-init seed, attached as a CD-ROM.
+    pub seed: Option<hypernix_compose::Seed>,
+    /// Ports the components listen on; each is forwarded from the host.
+    pub ports: Vec<ComposedPort>,
+}
+
+/// A guest port a component listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposedPort {
+    /// Port inside the guest.
+    pub internal: u16,
+    /// Fixed host port; unset, the daemon picks a free one and keeps it.
+    pub external: Option<u16>,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// A host port forwarded to a guest port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ForwardedPort {
+    /// Port inside the guest.
+    pub internal: u16,
+    /// Port on the host.
+    pub external: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 /// The desired state of a unit.
@@ -124,6 +163,9 @@ pub struct Observed {
     pub live_vcpus: u32,
     /// Memory in bytes the guest has now (after ballooning).
     pub live_memory: u64,
+    /// Host ports forwarded into the guest by the running VM.
+    #[serde(default)]
+    pub ports: Vec<ForwardedPort>,
 }
 
 impl Observed {
@@ -140,6 +182,7 @@ impl Observed {
             generation: 0,
             live_vcpus: 0,
             live_memory: 0,
+            ports: Vec::new(),
         }
     }
 }

@@ -326,6 +326,11 @@ impl UnitTask {
                 self.observed.generation = self.desired.generation;
                 self.observed.live_vcpus = spec.vcpus;
                 self.observed.live_memory = spec.memory_bytes;
+                self.observed.ports = spec
+                    .nics
+                    .iter()
+                    .flat_map(|n| crate::compose::shown(&n.forwards))
+                    .collect();
                 self.stopping = false;
                 if let Err(e) = crate::cgroup::limit(
                     &self.name,

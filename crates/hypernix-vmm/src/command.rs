@@ -89,6 +89,9 @@ pub fn qemu_args(spec: &VmSpec, run: &RunDir) -> Vec<String> {
         let boots = spec.boot == Boot::Disk(index);
         disk_args(&mut args, index, disk, boots);
     }
+    for (index, cdrom) in spec.cdroms.iter().enumerate() {
+        cdrom_args(&mut args, index, cdrom);
+    }
     for (index, nic) in spec.nics.iter().enumerate() {
         nic_args(&mut args, index, nic);
     }
@@ -135,6 +138,22 @@ fn disk_args(args: &mut Args, index: usize, disk: &Disk, boots: bool) {
             disk_device(index)
         ),
     );
+}
+
+/// A read-only CD-ROM on the q35's built-in AHCI controller.
+fn cdrom_args(args: &mut Args, index: usize, image: &Path) {
+    args.push(
+        "-blockdev",
+        format!(
+            "driver=file,node-name=cd{index}-file,filename={},read-only=on",
+            opt(&path(image))
+        ),
+    );
+    args.push(
+        "-blockdev",
+        format!("driver=raw,node-name=cd{index},file=cd{index}-file,read-only=on"),
+    );
+    args.push("-device", format!("ide-cd,id=cdrom{index},drive=cd{index}"));
 }
 
 fn nic_args(args: &mut Args, index: usize, nic: &Nic) {
@@ -265,6 +284,23 @@ mod tests {
             value_of(&args, "-uuid"),
             ["01234567-89ab-cdef-0123-456789abcdef"]
         );
+    }
+
+    #[test]
+    fn cdroms_are_read_only_ahci() {
+        let spec = crate::VmSpec {
+            cdroms: vec!["/run/u/seed.iso".into()],
+            ..sample()
+        };
+        let args = qemu_args(&spec, &RunDir::new("/r"));
+        assert_eq!(
+            value_of(&args, "-blockdev"),
+            [
+                "driver=file,node-name=cd0-file,filename=/run/u/seed.iso,read-only=on",
+                "driver=raw,node-name=cd0,file=cd0-file,read-only=on",
+            ]
+        );
+        assert!(value_of(&args, "-device").contains(&"ide-cd,id=cdrom0,drive=cd0"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct VmSpec {
     pub boot: Boot,
     /// Block devices, attached in order as virtio disks.
     pub disks: Vec<Disk>,
+    /// ISO 9660 images attached read-only as CD-ROMs (AHCI), in order.
+    pub cdroms: Vec<PathBuf>,
     /// Network cards, attached in order as virtio NICs.
     pub nics: Vec<Nic>,
     /// The accelerator QEMU runs the guest with.
@@ -310,6 +312,9 @@ impl VmSpec {
                 }
             }
         }
+        for cdrom in &self.cdroms {
+            self.check_path(cdrom)?;
+        }
         let mut ports = Vec::new();
         for nic in &self.nics {
             if let Some(mac) = &nic.mac {
@@ -387,6 +392,7 @@ pub(crate) mod tests {
                 cmdline: "console=ttyS0".into(),
             },
             disks: vec![],
+            cdroms: vec![],
             nics: vec![],
             accel: Accel::Tcg,
             hardened: false,

@@ -28,6 +28,9 @@ pub enum Command {
     /// Check, explain and plan configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Compose guests from components and blueprints: render, graph, check.
+    #[command(subcommand)]
+    Compose(crate::commands::compose::ComposeCommand),
     /// Deduplicating, encrypted, incremental-forever backups.
     #[command(subcommand)]
     Backup(crate::commands::backup::BackupCommand),
@@ -65,7 +68,7 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Start, stop, restart, pause or resume a unit.
+    /// Show, start, stop, restart, pause or resume a unit.
     Unit {
         /// What to do.
         action: UnitVerb,
@@ -190,6 +193,8 @@ pub enum AccelArg {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum UnitVerb {
+    /// Print the unit's status (with its forwarded ports).
+    Show,
     Start,
     Stop,
     Restart,

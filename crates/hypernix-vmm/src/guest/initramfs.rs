@@ -17,6 +17,11 @@ pub const GUEST_MODULES: &[&str] = &[
     "virtio_balloon",
     "button",
     "evdev",
+    // A CD-ROM on the q35's AHCI controller, such as a cloud-init seed: `mount -t
+    // iso9660 /dev/sr0 /mnt` (Joliet names included).
+    "ahci",
+    "sr_mod",
+    "isofs",
 ];
 
 const INIT: &str = r#"#!/bin/busybox sh

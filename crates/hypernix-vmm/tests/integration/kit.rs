@@ -58,6 +58,7 @@ pub async fn spec(name: &str) -> VmSpec {
             .boot(name)
             .expect("test names are valid hostnames"),
         disks: vec![],
+        cdroms: vec![],
         nics: vec![],
         accel: accel().await,
         hardened: false,

@@ -38,7 +38,7 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, Vec<String>> {
 }
 
 /// Prints errors (JSON on stdout, or text on stderr) and returns exit code 1.
-fn fail(errors: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn fail(errors: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         output::json(&json!({ "ok": false, "errors": errors }))?;
     } else {

@@ -293,6 +293,18 @@ pub fn unit(
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
     let verb = match action {
+        UnitVerb::Show => {
+            let status = client.unit(name)?;
+            if out.json {
+                output::json(&status)?;
+            } else {
+                print_units(std::slice::from_ref(&status));
+                for p in &status.ports {
+                    println!("port {}/{} → host {}", p.internal, p.protocol, p.external);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         UnitVerb::Start => "START",
         UnitVerb::Stop => "STOP",
         UnitVerb::Restart => "RESTART",

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod caps;
+pub mod compose;
 mod config;
 mod console;
 mod daemon;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Storage(cmd) => storage::run(cmd),
         Command::Config(cmd) => config::run(cmd),
+        Command::Compose(cmd) => compose::run(cmd),
         Command::Backup(cmd) => backup::run(cmd, &client),
         Command::Caps(cmd) => caps::run(&client, cmd),
         Command::Audit(cmd) => caps::audit(cmd),

@@ -1,0 +1,155 @@
+//! A unit's blueprint as the daemon runs it: composed at apply, then, at each start, the
+//! cloud-init seed written to `UNIT_DIR/seed.iso` (attached read-only as a CD-ROM) and
+//! each component port forwarded from the host on the unit's first NIC.
+//!
+//! A port with `external` is forwarded from that port on every host address; one
+//! without gets a free port on 127.0.0.1, chosen once and kept in `UNIT_DIR/ports.json`
+//! so it stays the same across restarts.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use hypernix_compose::render::QEMU_FIRST_MAC;
+use hypernix_compose::{Values, compose, merge::protocol_name};
+use hypernix_config::schema::composition::Composition;
+use hypernix_config::schema::compute::Unit;
+use hypernix_vmm::{PortForward, Protocol};
+
+use crate::model::{ComposedPort, ForwardedPort, UnitComposition};
+
+/// The blueprint a unit names (`blueprint`, else `labels.blueprint`).
+pub fn blueprint_of(settings: &Unit) -> Option<&String> {
+    settings
+        .blueprint
+        .as_ref()
+        .or(settings.labels.get("blueprint"))
+}
+
+/// Composes the unit's blueprint, keeping an error for the unit to fail with.
+pub fn unit_composition(
+    name: &str,
+    settings: &Unit,
+    composition: &Composition,
+) -> Option<UnitComposition> {
+    let blueprint = blueprint_of(settings)?.clone();
+    Some(match compose(composition, &blueprint, &Values::new()) {
+        Ok(c) => {
+            // The daemon leaves MACs to QEMU, which gives the first NIC this one.
+            UnitComposition {
+                seed: Some(hypernix_compose::seed(&c, &hostname(name), QEMU_FIRST_MAC)),
+                ports: c
+                    .ports
+                    .iter()
+                    .map(|p| ComposedPort {
+                        internal: p.internal,
+                        external: p.external,
+                        protocol: protocol_name(p.protocol).to_string(),
+                    })
+                    .collect(),
+                error: None,
+                blueprint,
+            }
+        }
+        Err(e) => UnitComposition {
+            blueprint,
+            error: Some(e.to_string()),
+            seed: None,
+            ports: Vec::new(),
+        },
+    })
+}
+
+/// The guest's hostname: the unit's name, as far as hostnames allow.
+pub fn hostname(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect()
+}
+
+/// Writes the seed ISO into `dir`; returns its path.
+pub fn write_seed(dir: &Path, c: &UnitComposition) -> Result<Option<PathBuf>, String> {
+    let Some(seed) = &c.seed else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("seed.iso");
+    let tmp = dir.join("seed.iso.tmp");
+    std::fs::write(&tmp, seed.iso())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("writing the cloud-init seed {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// The forwards of the composed ports, choosing (and storing in `dir`) host ports for
+/// those without `external`.
+pub fn forwards(dir: &Path, c: &UnitComposition) -> Result<Vec<PortForward>, String> {
+    let file = dir.join("ports.json");
+    let mut chosen: BTreeMap<String, u16> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let before = chosen.clone();
+    let mut out = Vec::new();
+    for p in &c.ports {
+        let protocol = if p.protocol == "udp" {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        let (host_addr, host_port) = match p.external {
+            Some(port) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            None => {
+                let key = format!("{}/{}", p.internal, p.protocol);
+                let port = match chosen.get(&key) {
+                    Some(port) => *port,
+                    None => {
+                        let port = free_port(protocol)?;
+                        chosen.insert(key, port);
+                        port
+                    }
+                };
+                (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            }
+        };
+        out.push(PortForward {
+            protocol,
+            host_addr,
+            host_port,
+            guest_port: p.internal,
+        });
+    }
+    if chosen != before {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let text = serde_json::to_vec_pretty(&chosen).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    Ok(out)
+}
+
+/// A port the kernel says is free on 127.0.0.1 now.
+fn free_port(protocol: Protocol) -> Result<u16, String> {
+    let addr = (Ipv4Addr::LOCALHOST, 0);
+    let port = match protocol {
+        Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
+        Protocol::Udp => UdpSocket::bind(addr).and_then(|s| s.local_addr()),
+    };
+    port.map(|a| a.port())
+        .map_err(|e| format!("no free host port to forward: {e}"))
+}
+
+/// The forwarded ports as the API shows them.
+pub fn shown(forwards: &[PortForward]) -> Vec<ForwardedPort> {
+    forwards
+        .iter()
+        .map(|f| ForwardedPort {
+            internal: f.guest_port,
+            external: f.host_port,
+            protocol: match f.protocol {
+                Protocol::Tcp => "tcp".into(),
+                Protocol::Udp => "udp".into(),
+            },
+        })
+        .collect()
+}
