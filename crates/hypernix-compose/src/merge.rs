@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use hypernix_config::schema::composition::{Protocol, ResourceAdjustments, VolumeKind};
+use hypernix_config::schema::composition::{Protocol, ResourceAdjustments, Volume, VolumeKind};
 use serde::Serialize;
 
 use crate::contract::{Values, interpolate};
@@ -332,6 +332,7 @@ pub fn merge(
             out.remove.entry(p.clone()).or_insert_with(|| alias.clone());
         }
         for v in &c.volumes {
+            volume_rules(alias, v)?;
             let volume = ComposedVolume {
                 name: v.name.clone(),
                 path: v.path.clone(),
@@ -388,3 +389,47 @@ pub fn protocol_name(p: Protocol) -> &'static str {
         Protocol::Udp => "udp",
     }
 }
+
+/// What each volume kind needs: persistent ones a size (they become disks), config and
+/// secret ones none (they are read-only directories in the root file system); the name
+/// becomes the disk's serial number, so it is short and plain.
+fn volume_rules(alias: &str, v: &Volume) -> Result<(), ComposeError> {
+    let broken = |message: String| ComposeError::Contract {
+        component: alias.to_string(),
+        message,
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if v.name.is_empty() || v.name.len() > MAX_VOLUME_NAME || !v.name.chars().all(plain) {
+        return Err(broken(format!(
+            "volume name `{}`: 1 to {MAX_VOLUME_NAME} letters, digits, `-` or `_`",
+            v.name
+        )));
+    }
+    let path_char = |c: char| plain(c) || c == '/' || c == '.';
+    if !v.path.starts_with('/') || v.path == "/" || !v.path.chars().all(path_char) {
+        return Err(broken(format!(
+            "volume {}: path `{}` must be an absolute directory other than /, of letters, \
+             digits, `-`, `_`, `.` and `/`",
+            v.name, v.path
+        )));
+    }
+    match (v.kind, v.size) {
+        (VolumeKind::Persistent, None) => Err(broken(format!(
+            "volume {}: a persistent volume needs a size (it becomes a disk)",
+            v.name
+        ))),
+        (VolumeKind::Config | VolumeKind::Secret, Some(_)) => Err(broken(format!(
+            "volume {}: a {} volume is a directory and takes no size; remove it",
+            v.name,
+            if v.kind == VolumeKind::Config {
+                "config"
+            } else {
+                "secret"
+            }
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The longest volume name: `hnx-` and the name make the disk's 20-byte serial number.
+pub const MAX_VOLUME_NAME: usize = 16;

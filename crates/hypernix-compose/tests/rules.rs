@@ -136,8 +136,8 @@ fn clashes_name_both_components() {
             "environment MODE is \"a\" in one and \"b\" in the other",
         ),
         (
-            json!({ "volumes": [ { "name": "d", "path": "/d", "type": "persistent" } ] }),
-            json!({ "volumes": [ { "name": "e", "path": "/d", "type": "persistent" } ] }),
+            json!({ "volumes": [ { "name": "d", "path": "/d", "type": "persistent", "size": "1Gi" } ] }),
+            json!({ "volumes": [ { "name": "e", "path": "/d", "type": "persistent", "size": "1Gi" } ] }),
             "volumes d and e both mount at /d",
         ),
     ];
@@ -248,4 +248,49 @@ fn required_inputs_must_be_given() {
     let e = compose(&c, "b", &Values::new()).unwrap_err();
     assert!(matches!(e, ComposeError::Contract { ref component, .. } if component == "web"));
     assert!(e.to_string().contains("needs input `dbUrl`"), "{e}");
+}
+
+#[test]
+fn volumes_need_what_their_kind_needs_and_name_the_component() {
+    let one = |volume: Value| {
+        lib(json!({
+            "components": { "store": { "type": "storage",
+                                       "configuration": { "volumes": [ volume ] } } },
+            "blueprints": { "b": bp(&["store"]) }
+        }))
+    };
+    let cases = [
+        (
+            json!({ "name": "data", "path": "/srv/data", "type": "persistent" }),
+            "component `store`: volume data: a persistent volume needs a size",
+        ),
+        (
+            json!({ "name": "conf", "path": "/etc/app", "type": "config", "size": "1Mi" }),
+            "component `store`: volume conf: a config volume is a directory and takes no size",
+        ),
+        (
+            json!({ "name": "a-name-far-too-long", "path": "/x", "type": "ephemeral" }),
+            "volume name `a-name-far-too-long`",
+        ),
+        (
+            json!({ "name": "d", "path": "/srv/it's", "type": "ephemeral" }),
+            "path `/srv/it's` must be an absolute directory",
+        ),
+        (
+            json!({ "name": "d", "path": "srv", "type": "ephemeral" }),
+            "path `srv` must be an absolute directory",
+        ),
+    ];
+    for (volume, want) in cases {
+        let e = err(&one(volume.clone()), "b");
+        assert!(e.contains(want), "{volume}: {e}");
+    }
+    let fine = one(
+        json!({ "name": "data", "path": "/srv/data", "type": "persistent",
+                           "size": "64Mi" }),
+    );
+    assert_eq!(
+        compose(&fine, "b", &Values::new()).unwrap().volumes[0].size,
+        Some(64 << 20)
+    );
 }

@@ -203,3 +203,74 @@ fn cloud_init_renders_the_network_config_as_dhcp_on_the_first_nic() {
         "{rules}"
     );
 }
+
+/// A blueprint with one volume of each kind and a file on the persistent one.
+fn with_volumes() -> Composition {
+    serde_json::from_value(json!({
+        "components": {
+            "db": { "type": "storage", "configuration": {
+                "volumes": [
+                    { "name": "data", "path": "/srv/data", "type": "persistent", "size": "64Mi" },
+                    { "name": "scratch", "path": "/srv/scratch", "type": "ephemeral", "size": "16Mi" },
+                    { "name": "conf", "path": "/etc/db", "type": "config" },
+                    { "name": "keys", "path": "/etc/db-keys", "type": "secret" } ],
+                "files": { "/srv/data/README": { "content": "on the disk\n" },
+                           "/etc/db/db.conf": { "content": "port = 5432\n" } } } }
+        },
+        "blueprints": { "db": { "components": [ { "component": "db" } ] } }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn volumes_render_as_disks_tmpfs_and_read_only_directories() {
+    let c = compose(&with_volumes(), "db", &Values::new()).unwrap();
+    let u = seed(&c, "db", "52:54:00:12:34:56").user_data;
+    let dev = "/dev/disk/by-id/virtio-hnx-data";
+    assert!(u.contains(&format!("fs_setup:\n  - label: \"data\"\n    filesystem: \"ext4\"\n    device: \"{dev}\"\n    partition: \"none\"\n")), "{u}");
+    assert!(
+        u.contains(&format!(
+            "mounts:\n  - [\"{dev}\", \"/srv/data\", \"ext4\", \"defaults,nofail\", \"0\", \"2\"]"
+        )),
+        "{u}"
+    );
+    // A file on the persistent volume waits until the disk is mounted; others do not.
+    assert!(u.contains("path: \"/srv/data/README\"\n    content: \"on the disk\\n\"\n    permissions: \"0644\"\n    owner: \"root:root\"\n    defer: true\n"), "{u}");
+    assert!(
+        u.contains("owner: \"root:root\"\n  - path: \"/srv/data/README\""),
+        "{u}"
+    );
+    assert!(
+        u.contains("tmpfs /srv/scratch tmpfs size=16777216,mode=0755 0 0"),
+        "{u}"
+    );
+    assert!(
+        u.contains("chmod 0755 /etc/db && echo '/etc/db /etc/db none bind,ro 0 0'"),
+        "{u}"
+    );
+    assert!(u.contains("chmod 0700 /etc/db-keys"), "{u}");
+}
+
+#[test]
+fn cloud_init_accepts_user_data_with_volumes() {
+    if !have("cloud-init") {
+        return;
+    }
+    let c = compose(&with_volumes(), "db", &Values::new()).unwrap();
+    let s = seed(&c, "db", "52:54:00:12:34:56");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user-data");
+    std::fs::write(&file, &s.user_data).unwrap();
+    let out = Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Valid"),
+        "{text}\n{}",
+        s.user_data
+    );
+}

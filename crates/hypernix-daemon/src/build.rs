@@ -6,7 +6,7 @@ use std::path::Path;
 
 use hypernix_compute::ResolvedUnit;
 use hypernix_config::schema::composition::Composition;
-use hypernix_config::schema::compute::{Architecture, SecurityLevel};
+use hypernix_config::schema::compute::{Architecture, SecurityLevel, StorageRequest};
 use hypernix_vmm::{Accel, Boot, Disk, DiskFormat, DiskSource, Nic, TestGuest, VmSpec};
 
 use crate::layout::Layout;
@@ -90,6 +90,7 @@ pub fn vm_spec(
                     format: image_format(path)?,
                 },
                 read_only: false,
+                serial: None,
             });
             Boot::Disk(0)
         }
@@ -100,7 +101,33 @@ pub fn vm_spec(
         disks.push(Disk {
             source,
             read_only: false,
+            serial: None,
         });
+    }
+    if let Some(c) = &spec.composition {
+        for v in &c.disks {
+            if s.storage.iter().any(|d| d.name == v.name) {
+                return Err(format!(
+                    "blueprint {}: volume {} has the name of one of the unit's own disks; \
+                     rename one of them",
+                    c.blueprint, v.name
+                ));
+            }
+            let request = StorageRequest {
+                name: v.name.clone(),
+                capability: "composed".into(),
+                size: hypernix_config::Size(v.size),
+                tier: None,
+                performance: Default::default(),
+            };
+            let (source, warning) = storage.disk(layout, name, &request)?;
+            warnings.extend(warning);
+            disks.push(Disk {
+                source,
+                read_only: false,
+                serial: Some(hypernix_compose::render::volume_serial(&v.name)),
+            });
+        }
     }
     let mut nics = Vec::new();
     for n in &s.network {

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use hypernix_compose::render::QEMU_FIRST_MAC;
 use hypernix_compose::{Values, compose, merge::protocol_name};
-use hypernix_config::schema::composition::Composition;
+use hypernix_compute::{Action, FieldChange, Plan, UnitChange};
+use hypernix_config::schema::composition::{Composition, VolumeKind};
 use hypernix_config::schema::compute::Unit;
 use hypernix_vmm::{PortForward, Protocol};
 
-use crate::model::{ComposedPort, ForwardedPort, UnitComposition};
+use crate::model::{ComposedDisk, ComposedPort, ForwardedPort, UnitComposition};
 
 /// The blueprint a unit names (`blueprint`, else `labels.blueprint`).
 pub fn blueprint_of(settings: &Unit) -> Option<&String> {
@@ -47,6 +48,15 @@ pub fn unit_composition(
                         protocol: protocol_name(p.protocol).to_string(),
                     })
                     .collect(),
+                disks: c
+                    .volumes
+                    .iter()
+                    .filter(|v| v.kind == VolumeKind::Persistent)
+                    .map(|v| ComposedDisk {
+                        name: v.name.clone(),
+                        size: v.size.unwrap_or_default(),
+                    })
+                    .collect(),
                 error: None,
                 blueprint,
             }
@@ -56,6 +66,7 @@ pub fn unit_composition(
             error: Some(e.to_string()),
             seed: None,
             ports: Vec::new(),
+            disks: Vec::new(),
         },
     })
 }
@@ -152,4 +163,57 @@ pub fn shown(forwards: &[PortForward]) -> Vec<ForwardedPort> {
             },
         })
         .collect()
+}
+
+/// Marks in `plan` each unit whose composition changed (`old` → `new`, by unit): its
+/// guest reads the seed only when it boots, so it restarts even when no setting changed.
+pub fn plan_recomposed(
+    plan: &mut Plan,
+    old: &BTreeMap<String, Option<UnitComposition>>,
+    new: &BTreeMap<String, Option<UnitComposition>>,
+) {
+    for (name, after) in new {
+        let Some(before) = old.get(name) else {
+            continue;
+        };
+        if before == after {
+            continue;
+        }
+        let change = FieldChange {
+            path: "composition".into(),
+            old: summary(before.as_ref()),
+            new: summary(after.as_ref()),
+            live: false,
+            reason: "the composed blueprint changed; the guest reads its cloud-init seed \
+                     when it boots"
+                .into(),
+        };
+        match plan.units.iter_mut().find(|u| &u.unit == name) {
+            Some(u) => {
+                u.action = Action::Restart;
+                u.fields.push(change);
+            }
+            None => plan.units.push(UnitChange {
+                unit: name.clone(),
+                action: Action::Restart,
+                fields: vec![change],
+            }),
+        }
+    }
+    plan.units.sort_by(|a, b| a.unit.cmp(&b.unit));
+}
+
+/// A composition as a plan shows it: the blueprint and the seed's instance id, which
+/// changes with the rendered user-data, or the error.
+fn summary(c: Option<&UnitComposition>) -> serde_json::Value {
+    let Some(c) = c else {
+        return serde_json::Value::Null;
+    };
+    let instance = c.seed.as_ref().and_then(|s| {
+        s.meta_data
+            .lines()
+            .find_map(|l| l.strip_prefix("instance-id: "))
+            .map(|id| id.trim_matches('"').to_string())
+    });
+    serde_json::json!({ "blueprint": c.blueprint, "instanceId": instance, "error": c.error })
 }

@@ -25,7 +25,7 @@ use tokio::sync::{OnceCell, watch};
 use crate::build;
 use crate::error::DaemonError;
 use crate::layout::Layout;
-use crate::model::{Desired, Observed, Power, UnitStatus};
+use crate::model::{Desired, Observed, Power, UnitSpec, UnitStatus};
 use crate::security::Guard;
 use crate::storage::StorageEngine;
 use crate::unit::{Command, UnitHandle};
@@ -383,7 +383,33 @@ impl Daemon {
 
     /// The plan from the applied configuration to `raw`.
     pub fn plan(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
-        Ok(plan(&self.applied()?, &Self::resolve(raw)?))
+        let (config, new) = Self::resolve_config(raw)?;
+        let mut plan = plan(&self.applied()?, &new);
+        let specs = new
+            .iter()
+            .map(|(name, unit)| {
+                (
+                    name.clone(),
+                    build::unit_spec(unit, &config.hypervisor.composition),
+                )
+            })
+            .collect();
+        self.plan_recomposed(&mut plan, &specs);
+        Ok(plan)
+    }
+
+    /// Marks the units whose composition changed from the running units' in `plan`.
+    fn plan_recomposed(&self, plan: &mut Plan, specs: &BTreeMap<String, UnitSpec>) {
+        let handles = self.shared.units.lock().expect("units lock").clone();
+        let old = handles
+            .iter()
+            .map(|(name, h)| (name.clone(), h.desired().spec.composition))
+            .collect();
+        let new = specs
+            .iter()
+            .map(|(name, s)| (name.clone(), s.composition.clone()))
+            .collect();
+        crate::compose::plan_recomposed(plan, &old, &new);
     }
 
     /// Applies a configuration: every configured unit should run.
@@ -394,7 +420,17 @@ impl Daemon {
             .configure(&config.hypervisor.security)
             .map_err(|e| DaemonError::Config(vec![format!("security: {e}")]))?;
         let old = self.applied().unwrap_or_default();
-        let plan = plan(&old, &new);
+        let mut plan = plan(&old, &new);
+        let specs: BTreeMap<String, UnitSpec> = new
+            .iter()
+            .map(|(name, unit)| {
+                (
+                    name.clone(),
+                    build::unit_spec(unit, &config.hypervisor.composition),
+                )
+            })
+            .collect();
+        self.plan_recomposed(&mut plan, &specs);
         let actions: BTreeMap<&str, Action> = plan
             .units
             .iter()
@@ -408,20 +444,9 @@ impl Daemon {
             value: Value::Object(raw),
         }];
         let mut desired = BTreeMap::new();
-        // Units whose composed blueprint changed while their settings did not: the guest
-        // reads the new seed only when it boots again, so they restart too.
-        let mut recomposed = std::collections::BTreeSet::new();
-        for (name, unit) in &new {
-            let spec = build::unit_spec(unit, &config.hypervisor.composition);
-            let old = handles.get(name).map(|h| h.desired());
-            if old
-                .as_ref()
-                .is_some_and(|o| o.spec.composition != spec.composition)
-            {
-                recomposed.insert(name.clone());
-            }
-            let restart =
-                actions.get(name.as_str()) == Some(&Action::Restart) || recomposed.contains(name);
+        for (name, spec) in specs {
+            let old = handles.get(&name).map(|h| h.desired());
+            let restart = actions.get(name.as_str()) == Some(&Action::Restart);
             let generation = old.map(|o| o.generation).unwrap_or(0) + u64::from(restart);
             let d = Desired {
                 spec,
@@ -465,8 +490,7 @@ impl Daemon {
             tasks.push(tokio::spawn(async move { h.send(Command::Remove).await }));
         }
         for (name, d) in desired {
-            let restart =
-                actions.get(name.as_str()) == Some(&Action::Restart) || recomposed.contains(&name);
+            let restart = actions.get(name.as_str()) == Some(&Action::Restart);
             match handles.get(&name) {
                 Some(h) => {
                     let h = h.clone();

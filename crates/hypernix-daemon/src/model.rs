@@ -103,6 +103,18 @@ pub struct UnitComposition {
     pub seed: Option<hypernix_compose::Seed>,
     /// Ports the components listen on; each is forwarded from the host.
     pub ports: Vec<ComposedPort>,
+    /// The components' persistent volumes, each a disk of the unit.
+    #[serde(default)]
+    pub disks: Vec<ComposedDisk>,
+}
+
+/// A component's persistent volume, attached as a disk the guest finds by serial number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposedDisk {
+    /// The volume's name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// A guest port a component listens on.

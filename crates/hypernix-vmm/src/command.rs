@@ -131,10 +131,15 @@ fn disk_args(args: &mut Args, index: usize, disk: &Disk, boots: bool) {
         format!("driver={format},node-name={node},file={node}-file,read-only={ro}"),
     );
     let boot_index = if boots { ",bootindex=1" } else { "" };
+    let serial = disk
+        .serial
+        .as_ref()
+        .map(|s| format!(",serial={}", opt(s)))
+        .unwrap_or_default();
     args.push(
         "-device",
         format!(
-            "virtio-blk-pci,id={},drive={node}{boot_index}",
+            "virtio-blk-pci,id={},drive={node}{boot_index}{serial}",
             disk_device(index)
         ),
     );
@@ -315,6 +320,7 @@ mod tests {
                         format: DiskFormat::Qcow2,
                     },
                     read_only: false,
+                    serial: None,
                 },
                 Disk {
                     source: DiskSource::Nbd {
@@ -322,6 +328,7 @@ mod tests {
                         export: "vol,1".into(),
                     },
                     read_only: true,
+                    serial: Some("hnx-data".into()),
                 },
             ],
             ..sample()
@@ -341,7 +348,7 @@ mod tests {
             value_of(&args, "-device"),
             [
                 "virtio-blk-pci,id=virtio-disk0,drive=disk0",
-                "virtio-blk-pci,id=virtio-disk1,drive=disk1,bootindex=1",
+                "virtio-blk-pci,id=virtio-disk1,drive=disk1,bootindex=1,serial=hnx-data",
             ]
         );
         assert!(value_of(&args, "-kernel").is_empty());

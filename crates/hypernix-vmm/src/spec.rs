@@ -70,6 +70,8 @@ pub struct Disk {
     pub source: DiskSource,
     /// Whether the guest may only read.
     pub read_only: bool,
+    /// The serial number the guest sees (`/dev/disk/by-id/virtio-SERIAL`), at most 20 bytes.
+    pub serial: Option<String>,
 }
 
 /// Where a disk's blocks come from.

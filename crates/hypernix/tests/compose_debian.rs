@@ -1,6 +1,7 @@
 //! The seed's secure-web blueprint on prod-web, provisioned in a real Debian guest (issue 7):
 //! cloud-init reads the composed NoCloud seed, nginx answers on the forwarded port, and the
-//! security component's file is in the guest.
+//! security component's file is in the guest. Beside it, a unit whose component declares
+//! one volume of each kind gets them mounted as composed.
 
 mod kit;
 
@@ -28,14 +29,17 @@ fn debian_image() -> PathBuf {
 fn http_get(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
 }
 
-/// The seed's composition (examples.nix, verbatim) and prod-web booting the Debian image.
-fn config(image: &str) -> String {
+/// The seed's composition (examples.nix, verbatim) and prod-web booting the Debian image,
+/// and a `db` unit whose component has a persistent, an ephemeral, a config and a secret
+/// volume.
+fn config(image: &str, db_image: &str) -> String {
     format!(
         r#"{{
   hypervisor.composition.components = {{
@@ -58,6 +62,24 @@ fn config(image: &str) -> String {
     resources.memory.size = "1Gi";
     network = [ {{ name = "eth0"; capability = "nat"; }} ];
   }};
+  hypervisor.composition.components.db = {{
+    type = "storage";
+    configuration.volumes = [
+      {{ name = "data"; path = "/srv/data"; type = "persistent"; size = "64Mi"; }}
+      {{ name = "scratch"; path = "/srv/scratch"; type = "ephemeral"; size = "16Mi"; }}
+      {{ name = "conf"; path = "/etc/db"; type = "config"; }}
+      {{ name = "keys"; path = "/etc/db-keys"; type = "secret"; }}
+    ];
+    configuration.files."/srv/data/README".content = "on the disk\n";
+    configuration.files."/etc/db/db.conf".content = "port = 5432\n";
+  }};
+  hypervisor.composition.blueprints.db.components = [ {{ component = "db"; }} ];
+  hypervisor.compute.units.db = {{
+    blueprint = "db";
+    image = "{db_image}";
+    resources.memory.size = "768Mi";
+    network = [ {{ name = "eth0"; capability = "nat"; }} ];
+  }};
 }}"#
     )
 }
@@ -67,16 +89,20 @@ fn secure_web_blueprint_provisions_a_debian_guest() {
     let _g = heavy();
     let base = debian_image();
     let d = TestDaemon::start();
-    // The guest writes to an overlay; the cached image stays clean.
-    let overlay = d.state().join("prod-web.qcow2");
-    let made = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&base)
-        .arg(&overlay)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let f = d.config("c.nix", &config(overlay.to_str().unwrap()));
+    // Each guest writes to an overlay; the cached image stays clean.
+    let overlay = |name: &str| {
+        let path = d.state().join(format!("{name}.qcow2"));
+        let made = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        path.to_str().unwrap().to_string()
+    };
+    let (web, db) = (overlay("prod-web"), overlay("db"));
+    let f = d.config("c.nix", &config(&web, &db));
     d.json(&["apply", "--json", f.to_str().unwrap()]);
 
     let u = d.wait_unit("prod-web", Duration::from_secs(60), "running", |u| {
@@ -105,4 +131,29 @@ fn secure_web_blueprint_provisions_a_debian_guest() {
     // The prompt names the host too; the marker is expanded by the guest's shell.
     let host = console.run("echo host=$(hostname)");
     assert!(host.contains("host=prod-web"), "{host}");
+    drop(console);
+
+    // db: the persistent volume is its own disk (found by serial number) holding the
+    // component's file, the ephemeral one tmpfs, config and secret read-only directories.
+    let mut console = Console::open_within(&d, "db", Duration::from_secs(300));
+    console.run("cloud-init status --wait");
+    let mounts = console.run("mount | grep -E ' on /(srv|etc/db)'");
+    for want in [
+        "/dev/vdb on /srv/data type ext4 (rw",
+        "tmpfs on /srv/scratch type tmpfs (rw,relatime,size=16384k,mode=755",
+        " on /etc/db type ext4 (ro,",
+        " on /etc/db-keys type ext4 (ro,",
+    ] {
+        assert!(mounts.contains(want), "{want} in {mounts}");
+    }
+    let serial = console.run("readlink /dev/disk/by-id/virtio-hnx-data");
+    assert!(serial.contains("../../vdb"), "{serial}");
+    let files = console.run("cat /srv/data/README /etc/db/db.conf; stat -c 'mode=%a' /etc/db-keys");
+    assert!(
+        files.contains("on the disk\nport = 5432") || files.contains("on the disk\r\nport = 5432"),
+        "{files}"
+    );
+    assert!(files.contains("mode=700"), "{files}");
+    let write = console.run("touch /etc/db/x || echo refused=$((1+1))");
+    assert!(write.contains("refused=2"), "{write}");
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kit::{TestDaemon, heavy, qemu_pids};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const CONFIG: &str = r#"{
   hypervisor.compute.tags.small = { category = "performance"; priority = 40; values.resources.memory.size = "256Mi"; };
@@ -150,7 +150,21 @@ fn a_blueprint_unit_boots_with_ports_seed_and_provenance() {
     // A change to the composition alone restarts the unit with the new seed.
     let before = d.unit("w")["pid"].as_u64();
     let f = d.config("c.nix", &CONFIG.replace("port = 80\\n", "port = 8080\\n"));
-    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    let plan = d.json(&["apply", "--json", f.to_str().unwrap()]);
+    let change = &plan["units"][0];
+    assert_eq!(
+        (
+            &change["unit"],
+            &change["action"],
+            &change["fields"][0]["path"]
+        ),
+        (&json!("w"), &json!("restart"), &json!("composition")),
+        "{plan}"
+    );
+    assert_ne!(
+        change["fields"][0]["old"]["instanceId"], change["fields"][0]["new"]["instanceId"],
+        "{plan}"
+    );
     d.wait_unit("w", Duration::from_secs(90), "recomposed and ready", |u| {
         u["state"] == "RUNNING" && u["ready"] == true && u["pid"].as_u64() != before
     });

@@ -9,11 +9,15 @@
 //! - `bootcmd` runs preInstall hooks once per instance (`cloud-init-per`), before
 //!   packages;
 //! - `runcmd` removes packages, then runs postInstall, configure and validate hooks, each
-//!   phase in dependency order.
+//!   phase in dependency order;
+//! - volumes: persistent ones are disks found by serial number (`fs_setup`, `mounts`),
+//!   ephemeral ones tmpfs, config and secret ones read-only directories (0755 / 0700).
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+
+use hypernix_config::schema::composition::VolumeKind;
 
 use crate::merge::{Composed, Phase};
 
@@ -96,7 +100,9 @@ pub fn user_data(c: &Composed) -> String {
             let _ = writeln!(y, "    content: {}", q(&f.content));
             let _ = writeln!(y, "    permissions: {}", q(&f.mode));
             let _ = writeln!(y, "    owner: {}", q(&format!("{}:{}", f.owner, f.group)));
-            if f.owner != "root" || f.group != "root" {
+            // Deferred until after packages (which may create the owner) and after the
+            // persistent volumes are mounted (a file inside one belongs on its disk).
+            if f.owner != "root" || f.group != "root" || on_disk_volume(c, path) {
                 y.push_str("    defer: true\n");
             }
         }
@@ -110,13 +116,34 @@ pub fn user_data(c: &Composed) -> String {
             y.push_str("    append: true\n");
         }
     }
+    disks(&mut y, c);
     let pre: Vec<_> = c
         .hooks
         .iter()
         .filter(|h| h.phase == Phase::PreInstall)
         .collect();
-    if !pre.is_empty() {
+    let scratch: Vec<_> = c
+        .volumes
+        .iter()
+        .filter(|v| v.kind == VolumeKind::Ephemeral)
+        .collect();
+    if !pre.is_empty() || !scratch.is_empty() {
         y.push_str("bootcmd:\n");
+        // Ephemeral volumes are tmpfs, in fstab from the first boot on, so they are empty
+        // after every restart; mounted before write_files writes into them.
+        for v in scratch {
+            let size = v.size.map(|s| format!("size={s},")).unwrap_or_default();
+            let cmd = format!(
+                "mkdir -p {p} && echo 'tmpfs {p} tmpfs {size}mode=0755 0 0' >> /etc/fstab && mount {p}",
+                p = v.path
+            );
+            let _ = writeln!(
+                y,
+                "  - [\"cloud-init-per\", \"instance\", {}, \"sh\", \"-c\", {}]",
+                q(&format!("hypernix-volume-{}", v.name)),
+                q(&cmd)
+            );
+        }
         for h in pre {
             let once = format!("hypernix-pre-install-{}", h.component);
             let _ = writeln!(
@@ -132,7 +159,12 @@ pub fn user_data(c: &Composed) -> String {
         .iter()
         .filter(|h| h.phase != Phase::PreInstall)
         .collect();
-    if !later.is_empty() || !c.remove.is_empty() {
+    let read_only: Vec<_> = c
+        .volumes
+        .iter()
+        .filter(|v| matches!(v.kind, VolumeKind::Config | VolumeKind::Secret))
+        .collect();
+    if !later.is_empty() || !c.remove.is_empty() || !read_only.is_empty() {
         y.push_str("runcmd:\n");
         if !c.remove.is_empty() {
             let mut cmd = String::from("DEBIAN_FRONTEND=noninteractive apt-get remove -y");
@@ -147,8 +179,72 @@ pub fn user_data(c: &Composed) -> String {
             let _ = writeln!(y, "  # {:?} hook of {}", h.phase, h.component);
             let _ = writeln!(y, "  - [\"sh\", \"-c\", {}]", q(&h.command));
         }
+        // Config and secret volumes: directories the hooks above may fill, then bound
+        // read-only onto themselves (in fstab, so again after every restart).
+        for v in read_only {
+            let mode = if v.kind == VolumeKind::Secret {
+                "0700"
+            } else {
+                "0755"
+            };
+            let cmd = format!(
+                "mkdir -p {p} && chmod {mode} {p} && echo '{p} {p} none bind,ro 0 0' >> /etc/fstab && mount {p}",
+                p = v.path
+            );
+            let _ = writeln!(y, "  # {:?} volume {} of {}", v.kind, v.name, v.component);
+            let _ = writeln!(y, "  - [\"sh\", \"-c\", {}]", q(&cmd));
+        }
     }
     y
+}
+
+/// The device of a persistent volume's disk in the guest, by its serial number.
+pub fn volume_device(name: &str) -> String {
+    format!("/dev/disk/by-id/virtio-{}", volume_serial(name))
+}
+
+/// The serial number of a persistent volume's disk.
+pub fn volume_serial(name: &str) -> String {
+    format!("hnx-{name}")
+}
+
+/// Persistent volumes: an ext4 file system made on first use (never over existing data)
+/// and mounted by the disk's serial number.
+fn disks(y: &mut String, c: &Composed) {
+    let disks: Vec<_> = c
+        .volumes
+        .iter()
+        .filter(|v| v.kind == VolumeKind::Persistent)
+        .collect();
+    if disks.is_empty() {
+        return;
+    }
+    y.push_str("fs_setup:\n");
+    for v in &disks {
+        let _ = writeln!(y, "  - label: {}", q(&v.name));
+        y.push_str("    filesystem: \"ext4\"\n");
+        let _ = writeln!(y, "    device: {}", q(&volume_device(&v.name)));
+        y.push_str("    partition: \"none\"\n");
+    }
+    y.push_str("mounts:\n");
+    for v in &disks {
+        let _ = writeln!(
+            y,
+            "  - [{}, {}, \"ext4\", \"defaults,nofail\", \"0\", \"2\"]",
+            q(&volume_device(&v.name)),
+            q(&v.path)
+        );
+    }
+}
+
+/// Whether `path` lies inside a persistent volume.
+fn on_disk_volume(c: &Composed, path: &str) -> bool {
+    c.volumes.iter().any(|v| {
+        v.kind == VolumeKind::Persistent
+            && path
+                .strip_prefix(v.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// FNV-1a, for a short instance id that changes with the content.

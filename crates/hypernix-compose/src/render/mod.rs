@@ -3,4 +3,4 @@
 pub mod cloud_init;
 pub mod iso;
 
-pub use cloud_init::{QEMU_FIRST_MAC, Seed, seed, user_data};
+pub use cloud_init::{QEMU_FIRST_MAC, Seed, seed, user_data, volume_serial};

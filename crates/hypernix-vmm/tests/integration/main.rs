@@ -29,6 +29,7 @@ async fn guest_lifecycle() {
                 format: DiskFormat::Raw,
             },
             read_only: false,
+            serial: None,
         },
         Disk {
             source: DiskSource::Nbd {
@@ -36,6 +37,7 @@ async fn guest_lifecycle() {
                 export: kit::NBD_EXPORT.into(),
             },
             read_only: true,
+            serial: None,
         },
     ];
     spec.nics = vec![Nic {
