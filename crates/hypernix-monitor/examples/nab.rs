@@ -1,5 +1,5 @@
 //! Tuning aid: `cargo run --release -p hypernix-monitor --example nab -- DATA OUT [k=v ...]`
-//! with keys levels, orders, rest, learning, fire.
+//! with keys levels, orders, rest, learning, fire, mix, horizon, margin.
 
 use hypernix_monitor::Config;
 use hypernix_monitor::nab::{self, Corpus};
@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "learning" => c.learning = v.parse()?,
             "fire" => c.fire = v.parse()?,
             "mix" => c.mix = v.parse()?,
+            "margin" => c.margin = v.parse()?,
             "horizon" => c.horizon = v.parse()?,
             _ => return Err(format!("unknown key {k}").into()),
         }
@@ -26,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let corpus = Corpus::load(data.as_ref())?;
     let eval = nab::run(&corpus, &c, out.as_ref(), |_| {})?;
     for p in &eval.profiles {
-        print!("{} {:.2}  ", p.profile, p.score.normalized);
+        print!(
+            "{} {:.2} (t {:.3})  ",
+            p.profile, p.score.normalized, p.score.threshold
+        );
     }
     println!(
         "| {:.0} ns/pt {} B",

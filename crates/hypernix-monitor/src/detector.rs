@@ -1,10 +1,13 @@
-//! The per-series detector: range normalisation, context novelty, and sparse output.
+//! The per-series detector: range normalisation, context novelty, deviation, sparse output.
 //!
-//! 1. Learning: the first `learning` points only train (score 0).
-//! 2. Each value is normalised to the range seen so far (no look-ahead) and quantized.
-//! 3. The raw score is the context novelty of the point (see `context`); a value outside
-//!    the range seen so far counts as fully novel.
-//! 4. Sparse output: after a raw score reaches `fire`, the following `rest` points report
+//! 1. Each value is normalised to the range seen so far (no look-ahead) and quantized to
+//!    `levels` levels; the context novelty of the point is computed (see `context`). A
+//!    value beyond the range seen so far (by more than `margin` of it) is fully novel.
+//! 2. The deviation score is `z² / (z² + 9)`, `z` the distance to a running mean in running
+//!    standard deviations (exponential moments over `horizon` points): 0.5 at 3 sigma.
+//! 3. The raw score mixes them: `(1 - mix) * novelty + mix * deviation`.
+//! 4. Learning: the first `learning` points only train (score 0).
+//! 5. Sparse output: after a raw score reaches `fire`, the following `rest` points report
 //!    0, so one anomaly yields one detection near its start.
 
 use crate::context::Contexts;
@@ -29,9 +32,13 @@ pub struct Config {
     pub mix: f64,
     /// Horizon, in points, of the running mean and variance behind the deviation score.
     pub horizon: f64,
+    /// How far beyond the range seen so far, as a share of it, a value must lie to count
+    /// as a new extreme.
+    pub margin: f64,
 }
 
 impl Default for Config {
+    /// The configuration benchmarked on NAB (BENCHMARKS.md, "NAB (issue 12)").
     fn default() -> Self {
         Config {
             sensitivity: 0.5,
@@ -42,6 +49,7 @@ impl Default for Config {
             orders: 7,
             mix: 0.5,
             horizon: 1000.0,
+            margin: 0.005,
         }
     }
 }
@@ -53,9 +61,9 @@ pub struct Detector {
     seen: u64,
     min: f64,
     max: f64,
-    since_fire: u32,
     mean: f64,
     var: f64,
+    since_fire: u32,
 }
 
 impl Detector {
@@ -96,17 +104,17 @@ impl Detector {
             return 0.0;
         }
         self.seen += 1;
-        let outside = self.seen > 1 && (value < self.min || value > self.max);
+        let margin = (self.max - self.min) * self.config.margin;
+        let outside = self.seen > 1 && (value < self.min - margin || value > self.max + margin);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         let level = self.level(value);
-        let mut raw = self.contexts.push(level);
+        let mut novelty = self.contexts.push(level);
         if outside {
-            raw = 1.0;
+            novelty = 1.0;
         }
-        let deviation = self.deviation(value);
         let mix = self.config.mix.clamp(0.0, 1.0);
-        raw = (1.0 - mix) * raw + mix * deviation;
+        let raw = ((1.0 - mix) * novelty + mix * self.deviation(value)).clamp(0.0, 1.0);
         if self.seen <= u64::from(self.config.learning) {
             return 0.0;
         }
@@ -115,7 +123,7 @@ impl Detector {
         if raw >= self.config.fire {
             self.since_fire = 0;
         }
-        if resting { 0.0 } else { raw.clamp(0.0, 1.0) }
+        if resting { 0.0 } else { raw }
     }
 
     /// A score in `[0, 1)` of how far `value` lies from the running mean, in running

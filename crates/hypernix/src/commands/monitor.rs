@@ -55,6 +55,12 @@ struct Tuning {
     /// Raw score starting a rest period.
     #[arg(long, hide = true)]
     fire: Option<f64>,
+    /// Weight of the deviation score.
+    #[arg(long, hide = true)]
+    mix: Option<f64>,
+    /// Share of the range a new extreme must exceed it by.
+    #[arg(long, hide = true)]
+    margin: Option<f64>,
 }
 
 impl Tuning {
@@ -65,6 +71,8 @@ impl Tuning {
         c.rest = self.rest.unwrap_or(c.rest);
         c.learning = self.learning.unwrap_or(c.learning);
         c.fire = self.fire.unwrap_or(c.fire);
+        c.mix = self.mix.unwrap_or(c.mix);
+        c.margin = self.margin.unwrap_or(c.margin);
         c
     }
 }
