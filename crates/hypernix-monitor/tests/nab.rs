@@ -211,3 +211,42 @@ fn detector_is_bounded_and_in_range() {
     assert!(d.memory_bytes() < 16 * 1024, "{}", d.memory_bytes());
     assert_eq!(d.step(f64::NAN), 0.0);
 }
+
+/// The real corpus, when present beside the checkout (`../shared/data/nab`).
+#[test]
+fn real_corpus_fixed_points() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab");
+    if !dir.join("combined_windows.json").exists() {
+        eprintln!("skipped: {} not present", dir.display());
+        return;
+    }
+    let corpus = Corpus::load(&dir).unwrap();
+    assert_eq!(corpus.series.len(), 58);
+    assert_eq!(corpus.rows(), 365_558);
+    let perfect: Vec<Vec<f64>> = corpus
+        .series
+        .iter()
+        .map(|s| {
+            let mut v = vec![0.0; s.values.len()];
+            for &(a, _) in &s.windows {
+                v[a] = 1.0;
+            }
+            v
+        })
+        .collect();
+    let null: Vec<Vec<f64>> = corpus
+        .series
+        .iter()
+        .map(|s| vec![0.5; s.values.len()])
+        .collect();
+    for profile in &corpus.profiles {
+        let p = scorer::score_corpus(&corpus.series, &perfect, profile);
+        assert!(
+            (p.normalized - 100.0).abs() < 1e-9,
+            "{}: {p:?}",
+            profile.name
+        );
+        let n = scorer::score_corpus(&corpus.series, &null, profile);
+        assert!(n.normalized.abs() < 1e-9, "{}: {n:?}", profile.name);
+    }
+}
