@@ -3,8 +3,8 @@
 //! 1. Each value is normalised to the range seen so far (no look-ahead) and quantized to
 //!    `levels` levels; the context novelty of the point is computed (see `context`). A
 //!    value beyond the range seen so far (by more than `margin` of it) is fully novel.
-//! 2. The deviation score is `z² / (z² + 9)`, `z` the distance to a running mean in running
-//!    standard deviations (exponential moments over `horizon` points): 0.5 at 3 sigma.
+//! 2. The deviation score is `z² / (z² + 6)`, `z` the distance to a running mean in running
+//!    standard deviations (exponential moments over `horizon` points): 0.5 at 2.45 sigma.
 //! 3. The raw score mixes them: `(1 - mix) * novelty + mix * deviation`.
 //! 4. Learning: the first `learning` points only train (score 0).
 //! 5. Sparse output: after a raw score reaches `fire`, the following `rest` points report
@@ -140,7 +140,7 @@ impl Detector {
         };
         self.mean += alpha * d;
         self.var = (1.0 - alpha) * (self.var + alpha * d * d);
-        z2 / (z2 + 9.0)
+        z2 / (z2 + 6.0)
     }
 
     fn level(&self, value: f64) -> u8 {
