@@ -40,6 +40,9 @@ pub enum Command {
     /// The audit log: show, verify.
     #[command(subcommand)]
     Audit(crate::commands::caps::AuditCommand),
+    /// Anomaly detection: evaluate the detector on NAB.
+    #[command(subcommand)]
+    Monitor(crate::commands::monitor::MonitorCommand),
     /// Run the daemon.
     Serve(ServeArgs),
     /// Start (or reach) the daemon, apply FILE, wait for the units, print their status.

@@ -6,6 +6,7 @@ pub mod compose;
 mod config;
 mod console;
 mod daemon;
+pub mod monitor;
 pub mod storage;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(cmd) => backup::run(cmd, &client),
         Command::Caps(cmd) => caps::run(&client, cmd),
         Command::Audit(cmd) => caps::audit(cmd),
+        Command::Monitor(cmd) => monitor::run(cmd),
         Command::Serve(args) => daemon::serve(&api, args),
         Command::Up {
             files,
