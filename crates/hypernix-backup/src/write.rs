@@ -13,11 +13,12 @@
 //! 7. After the last file: the last pack as in 6, then the sealed snapshot, then the lock
 //!    is removed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use crate::compress::{Compressor, Encoded};
 use crate::crypto::random;
 use crate::error::{IoContext, Result};
 use crate::hex;
@@ -51,6 +52,10 @@ pub(crate) struct Writer<'r> {
     members: Vec<([u8; 32], usize)>,
     /// The group size; 0 in a version 1 repository, where every chunk is its own blob.
     group_size: usize,
+    /// Closed groups being compressed, oldest first: their members and plaintext bytes.
+    compressor: Compressor,
+    in_flight: VecDeque<Vec<([u8; 32], usize)>>,
+    in_flight_bytes: usize,
     pending: HashSet<[u8; 32]>,
     sketches: Vec<([u8; 32], Sketch)>,
     marked: HashSet<[u8; 32]>,
@@ -71,6 +76,9 @@ impl<'r> Writer<'r> {
             } else {
                 0
             },
+            compressor: Compressor::new(repo.keys().clone(), repo.config().compression.level),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             pending: HashSet::new(),
             sketches: Vec::new(),
             marked: marked_packs(repo)?,
@@ -140,36 +148,51 @@ impl<'r> Writer<'r> {
                 self.close_group()?;
             }
         }
-        if self.pack.len() + self.group.len() >= TARGET_SIZE {
+        if self.pack.len() + self.group.len() + self.in_flight_bytes >= TARGET_SIZE {
             self.flush()?;
         }
         Ok(Extent::Chunk(hex::encode(&id)))
     }
 
-    /// Compresses the open group into one blob of the open pack, or stores its chunks raw
-    /// when it does not compress (step 6).
+    /// Hands the open group to the compression thread, and appends the results of older
+    /// groups to the pack, keeping at most one group in flight besides this one (step 6).
     fn close_group(&mut self) -> Result<()> {
         if self.members.is_empty() {
             return Ok(());
         }
-        let level = self.repo.config().compression.level;
-        let compressed = zstd::bulk::compress(&self.group, level).at(self.repo.root())?;
-        if compressed.len() < self.group.len() {
-            let sealed = self.repo.keys().seal(&compressed);
-            self.stats.stored_bytes += sealed.len() as u64;
-            self.pack
-                .push_group(BlobKind::Zstd, &sealed, &self.members, [0; 32]);
-        } else {
-            let mut start = 0;
-            for &(id, len) in &self.members {
-                let sealed = self.repo.keys().seal(&self.group[start..start + len]);
+        self.in_flight_bytes += self.group.len();
+        self.compressor.submit(std::mem::take(&mut self.group));
+        self.in_flight.push_back(std::mem::take(&mut self.members));
+        while self.in_flight.len() > 1 {
+            self.append_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Appends the oldest group in flight to the pack: one zstd blob for the group, or
+    /// one raw blob per chunk when it did not compress.
+    fn append_oldest(&mut self) -> Result<()> {
+        let Some(members) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let plain: usize = members.iter().map(|m| m.1).sum();
+        self.in_flight_bytes -= plain;
+        match self.compressor.next().at(self.repo.root())? {
+            Encoded::Sealed(sealed) => {
                 self.stats.stored_bytes += sealed.len() as u64;
-                self.pack.push(id, BlobKind::Raw, &sealed, len, [0; 32]);
-                start += len;
+                self.pack
+                    .push_group(BlobKind::Zstd, &sealed, &members, [0; 32]);
+            }
+            Encoded::Raw(group) => {
+                let mut start = 0;
+                for &(id, len) in &members {
+                    let sealed = self.repo.keys().seal(&group[start..start + len]);
+                    self.stats.stored_bytes += sealed.len() as u64;
+                    self.pack.push(id, BlobKind::Raw, &sealed, len, [0; 32]);
+                    start += len;
+                }
             }
         }
-        self.group.clear();
-        self.members.clear();
         Ok(())
     }
 
@@ -244,6 +267,9 @@ impl<'r> Writer<'r> {
     /// Writes the open pack (step 6).
     fn flush(&mut self) -> Result<()> {
         self.close_group()?;
+        while !self.in_flight.is_empty() {
+            self.append_oldest()?;
+        }
         if self.pack.is_empty() {
             return Ok(());
         }
