@@ -337,20 +337,26 @@ impl Repository {
     /// Reads the chunk at `loc` and verifies its id.
     pub fn read_located(&self, loc: &Location) -> Result<Vec<u8>> {
         let path = self.pack_path(&loc.pack);
-        let mut file = File::open(&path).at(&path)?;
-        let file_len = file.metadata().at(&path)?.len();
-        let end = loc
-            .entry
-            .offset
-            .saturating_add(u64::from(loc.entry.stored_len));
-        if end > file_len || loc.entry.plain_len > self.config.chunker.max {
+        if loc.entry.plain_len > self.config.chunker.max {
             return Err(corrupt(&path, "a blob's position or size is out of range"));
         }
         let key = (loc.pack, loc.entry.offset);
-        let cached = self.cached_group(&key);
+        let cached = match loc.entry.kind {
+            BlobKind::Zstd => self.cached_group(&key),
+            _ => None,
+        };
         let plain = match (loc.entry.kind, cached) {
             (BlobKind::Zstd, Some(payload)) => slice(&payload, loc, &path)?,
             (kind, _) => {
+                let mut file = File::open(&path).at(&path)?;
+                let file_len = file.metadata().at(&path)?.len();
+                let end = loc
+                    .entry
+                    .offset
+                    .saturating_add(u64::from(loc.entry.stored_len));
+                if end > file_len {
+                    return Err(corrupt(&path, "a blob's position or size is out of range"));
+                }
                 file.seek(SeekFrom::Start(loc.entry.offset)).at(&path)?;
                 let mut sealed = vec![0; loc.entry.stored_len as usize];
                 file.read_exact(&mut sealed)
