@@ -58,6 +58,7 @@ pub fn check(
     progress: &mut dyn FnMut(u64),
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    repo.forget_groups();
     // Which snapshot files use each chunk.
     let mut users: HashMap<[u8; 32], BTreeSet<Affected>> = HashMap::new();
     for id in repo.snapshot_ids()? {

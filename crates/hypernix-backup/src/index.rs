@@ -1,21 +1,21 @@
 //! The chunk index: chunk id → pack and blob position, in redb (on disk; a cache of the
-//! pack headers that `repair` rebuilds), plus similarity sketches (hints: a stale feature
-//! is ignored, a missing one only loses a delta).
+//! pack headers that `repair` rebuilds), plus similarity super-features (hints: a stale
+//! feature is ignored, a missing one only loses a delta).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::{Error, Result};
 use crate::pack::Entry;
-use crate::similarity::{SKETCH, Sketch, super_features};
+use crate::similarity::{Sketch, super_features};
 
-/// `chunks`: id(32) → pack(32) || entry without id (49).
+/// `chunks`: id(32) → pack(32) || entry without id (53, or 49 when `start` is 0).
 const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
-/// `sketches`: id(32) → u64le × 12, for stored non-delta chunks.
-const SKETCHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sketches");
-/// `features`: super-feature → id(32) of a non-delta chunk that has it.
-const FEATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("features");
+/// `similar`: super-feature → the first 8 bytes (little-endian) of the id of a non-delta
+/// chunk that has it. (Version 1's `sketches` and `features` tables are no longer used.)
+const FEATURES: TableDefinition<u64, u64> = TableDefinition::new("similar");
 
 /// Where a chunk lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct Location {
 /// The open chunk index of one repository.
 #[derive(Debug)]
 pub struct Index {
-    db: Database,
+    db: Mutex<Database>,
     path: PathBuf,
 }
 
@@ -44,22 +44,34 @@ impl Index {
     /// Opens (creating if needed) the index at `path`.
     pub fn open(path: &Path) -> Result<Index> {
         let db = Database::create(path).map_err(|e| err(path, e))?;
-        let index = Index {
-            db,
-            path: path.to_path_buf(),
-        };
-        let txn = index.db.begin_write().map_err(|e| err(path, e))?;
+        let txn = db.begin_write().map_err(|e| err(path, e))?;
         txn.open_table(CHUNKS).map_err(|e| err(path, e))?;
-        txn.open_table(SKETCHES).map_err(|e| err(path, e))?;
         txn.open_table(FEATURES).map_err(|e| err(path, e))?;
         txn.commit().map_err(|e| err(path, e))?;
-        Ok(index)
+        Ok(Index {
+            db: Mutex::new(db),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Database> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the file's free pages back (redb keeps the pages of earlier commits for
+    /// reuse, so the file grows to about twice its live data without this); run at the
+    /// end of a backup.
+    pub fn compact(&self) -> Result<()> {
+        self.db()
+            .compact()
+            .map(|_| ())
+            .map_err(|e| err(&self.path, e))
     }
 
     /// Where chunk `id` lies, if indexed.
     pub fn get(&self, id: &[u8; 32]) -> Result<Option<Location>> {
         let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, e))?;
+        let txn = self.db().begin_read().map_err(|e| err(p, e))?;
         let table = txn.open_table(CHUNKS).map_err(|e| err(p, e))?;
         let Some(value) = table.get(id.as_slice()).map_err(|e| err(p, e))? else {
             return Ok(None);
@@ -69,30 +81,29 @@ impl Index {
             .ok_or_else(|| err(p, "malformed entry"))
     }
 
-    /// A stored non-delta chunk with super-feature `feature`, and its sketch.
-    pub fn similar(&self, feature: u64) -> Result<Option<([u8; 32], Sketch)>> {
+    /// The id of an indexed chunk that had super-feature `feature` when stored (the first
+    /// indexed id with the recorded 8-byte prefix; the caller checks similarity itself).
+    pub fn similar(&self, feature: u64) -> Result<Option<[u8; 32]>> {
         let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, e))?;
+        let txn = self.db().begin_read().map_err(|e| err(p, e))?;
         let features = txn.open_table(FEATURES).map_err(|e| err(p, e))?;
-        let Some(id) = features.get(feature).map_err(|e| err(p, e))? else {
+        let Some(prefix) = features.get(feature).map_err(|e| err(p, e))? else {
             return Ok(None);
         };
-        let Ok(id) = <[u8; 32]>::try_from(id.value()) else {
+        let prefix = prefix.value().to_le_bytes();
+        let chunks = txn.open_table(CHUNKS).map_err(|e| err(p, e))?;
+        let mut range = chunks.range(prefix.as_slice()..).map_err(|e| err(p, e))?;
+        let Some(first) = range.next() else {
             return Ok(None);
         };
-        let sketches = txn.open_table(SKETCHES).map_err(|e| err(p, e))?;
-        let Some(raw) = sketches.get(id.as_slice()).map_err(|e| err(p, e))? else {
-            return Ok(None);
-        };
-        let mut sketch = [0u64; SKETCH];
-        for (v, b) in sketch.iter_mut().zip(raw.value().chunks_exact(8)) {
-            *v = u64::from_le_bytes(b.try_into().unwrap_or_default());
-        }
-        Ok(Some((id, sketch)))
+        let (key, _) = first.map_err(|e| err(p, e))?;
+        Ok(<[u8; 32]>::try_from(key.value())
+            .ok()
+            .filter(|id| id[..8] == prefix))
     }
 
-    /// Adds the entries of one durable pack, and the sketches of its non-delta chunks, in
-    /// one transaction.
+    /// Adds the entries of one durable pack, and the super-features of its non-delta chunks'
+    /// sketches, in one transaction.
     pub fn insert_pack(
         &self,
         pack: &[u8; 32],
@@ -100,28 +111,25 @@ impl Index {
         sketches: &[([u8; 32], Sketch)],
     ) -> Result<()> {
         let p = &self.path;
-        let txn = self.db.begin_write().map_err(|e| err(p, e))?;
+        let txn = self.db().begin_write().map_err(|e| err(p, e))?;
         {
             let mut table = txn.open_table(CHUNKS).map_err(|e| err(p, e))?;
-            let mut value = Vec::with_capacity(81);
+            let mut value = Vec::with_capacity(85);
             for entry in entries {
                 value.clear();
                 value.extend_from_slice(pack);
-                entry.encode(false, &mut value);
+                // Without `start` when it is 0: the value version 1 wrote.
+                entry.encode(false, entry.start == 0, &mut value);
                 table
                     .insert(entry.id.as_slice(), value.as_slice())
                     .map_err(|e| err(p, e))?;
             }
-            let mut sketch_table = txn.open_table(SKETCHES).map_err(|e| err(p, e))?;
             let mut feature_table = txn.open_table(FEATURES).map_err(|e| err(p, e))?;
             for (id, sketch) in sketches {
-                let bytes: Vec<u8> = sketch.iter().flat_map(|v| v.to_le_bytes()).collect();
-                sketch_table
-                    .insert(id.as_slice(), bytes.as_slice())
-                    .map_err(|e| err(p, e))?;
+                let prefix = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
                 for feature in super_features(sketch) {
                     feature_table
-                        .insert(feature, id.as_slice())
+                        .insert(feature, prefix)
                         .map_err(|e| err(p, e))?;
                 }
             }
@@ -132,7 +140,7 @@ impl Index {
     /// Every indexed chunk.
     pub fn all(&self) -> Result<Vec<Location>> {
         let p = &self.path;
-        let txn = self.db.begin_read().map_err(|e| err(p, e))?;
+        let txn = self.db().begin_read().map_err(|e| err(p, e))?;
         let table = txn.open_table(CHUNKS).map_err(|e| err(p, e))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| err(p, e))? {
@@ -152,13 +160,11 @@ impl Index {
             .map(|l| l.entry.id)
             .collect();
         let p = &self.path;
-        let txn = self.db.begin_write().map_err(|e| err(p, e))?;
+        let txn = self.db().begin_write().map_err(|e| err(p, e))?;
         {
             let mut table = txn.open_table(CHUNKS).map_err(|e| err(p, e))?;
-            let mut sketches = txn.open_table(SKETCHES).map_err(|e| err(p, e))?;
             for id in &doomed {
                 table.remove(id.as_slice()).map_err(|e| err(p, e))?;
-                sketches.remove(id.as_slice()).map_err(|e| err(p, e))?;
             }
         }
         txn.commit().map_err(|e| err(p, e))

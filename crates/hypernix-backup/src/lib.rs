@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod compress;
 mod crypto;
 mod error;
 mod gc;

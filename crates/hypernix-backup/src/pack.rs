@@ -1,4 +1,5 @@
-//! Pack files: `"HNXPACK1" || blob* || sealed(header) || u32le(len)` (docs/backup-format.md).
+//! Pack files: `"HNXPACK2" || blob* || sealed(header) || u32le(len)` (docs/backup-format.md);
+//! version 1's `"HNXPACK1"` packs, with 81-byte entries, are read too.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -7,12 +8,19 @@ use std::path::Path;
 use crate::crypto::Keys;
 use crate::error::{IoContext, Result, corrupt};
 
-/// The first eight bytes of every pack.
-pub const MAGIC: &[u8; 8] = b"HNXPACK1";
+/// The first eight bytes of every pack written by repository version 2.
+pub const MAGIC: &[u8; 8] = b"HNXPACK2";
+/// The first eight bytes of a version 1 pack.
+pub const MAGIC_V1: &[u8; 8] = b"HNXPACK1";
 /// Bytes per header entry.
-const ENTRY: usize = 81;
+const ENTRY: usize = 85;
+/// Bytes per header entry of a version 1 pack (no `start`).
+const ENTRY_V1: usize = 81;
 /// The size past which an open pack is written out.
 pub const TARGET_SIZE: usize = 16 << 20;
+/// The plaintext size at which an open group is compressed and closed; a group holds at
+/// most this plus one chunk.
+pub const GROUP_SIZE: usize = 2 << 20;
 
 /// How a blob's payload encodes its chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +67,14 @@ pub struct Entry {
     pub plain_len: u32,
     /// The base chunk of a delta; zero otherwise.
     pub base: [u8; 32],
+    /// Where the chunk starts in its blob's decompressed payload (non-zero only in groups).
+    pub start: u32,
 }
 
 impl Entry {
-    /// The 81-byte encoding (without the chunk id when `with_id` is false).
-    pub fn encode(&self, with_id: bool, out: &mut Vec<u8>) {
+    /// The 85-byte encoding, or version 1's 81 bytes without `start` when `v1` (the chunk
+    /// id is left out when `with_id` is false).
+    pub fn encode(&self, with_id: bool, v1: bool, out: &mut Vec<u8>) {
         if with_id {
             out.extend_from_slice(&self.id);
         }
@@ -72,13 +83,19 @@ impl Entry {
         out.extend_from_slice(&self.stored_len.to_le_bytes());
         out.extend_from_slice(&self.plain_len.to_le_bytes());
         out.extend_from_slice(&self.base);
+        if !v1 {
+            out.extend_from_slice(&self.start.to_le_bytes());
+        }
     }
 
-    /// Decodes `id` plus the 49 bytes after it; `None` when malformed.
+    /// Decodes `id` plus the 53 bytes after it (49 for version 1, `start` then 0); `None`
+    /// when malformed.
     pub fn decode(id: [u8; 32], rest: &[u8]) -> Option<Entry> {
-        if rest.len() != ENTRY - 32 {
-            return None;
-        }
+        let start = match rest.len() {
+            l if l == ENTRY_V1 - 32 => 0,
+            l if l == ENTRY - 32 => u32::from_le_bytes(rest[49..53].try_into().ok()?),
+            _ => return None,
+        };
         let u32_at = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().unwrap_or_default());
         Some(Entry {
             id,
@@ -87,6 +104,7 @@ impl Entry {
             stored_len: u32_at(9),
             plain_len: u32_at(13),
             base: rest[17..49].try_into().ok()?,
+            start,
         })
     }
 }
@@ -96,10 +114,20 @@ impl Entry {
 pub struct PackBuilder {
     data: Vec<u8>,
     entries: Vec<Entry>,
+    /// Writes version 1's layout (into a version 1 repository).
+    v1: bool,
 }
 
 impl PackBuilder {
-    /// Appends a sealed blob.
+    /// An empty pack in the layout of repository `version`.
+    pub fn new(version: u32) -> PackBuilder {
+        PackBuilder {
+            v1: version < 2,
+            ..PackBuilder::default()
+        }
+    }
+
+    /// Appends a sealed blob holding one chunk.
     pub fn push(
         &mut self,
         id: [u8; 32],
@@ -108,17 +136,35 @@ impl PackBuilder {
         plain_len: usize,
         base: [u8; 32],
     ) {
+        self.push_group(kind, sealed, &[(id, plain_len)], base);
+    }
+
+    /// Appends a sealed blob holding `members` (id, plain length) one after the other.
+    pub fn push_group(
+        &mut self,
+        kind: BlobKind,
+        sealed: &[u8],
+        members: &[([u8; 32], usize)],
+        base: [u8; 32],
+    ) {
         if self.data.is_empty() {
-            self.data.extend_from_slice(MAGIC);
+            self.data
+                .extend_from_slice(if self.v1 { MAGIC_V1 } else { MAGIC });
         }
-        self.entries.push(Entry {
-            id,
-            kind,
-            offset: self.data.len() as u64,
-            stored_len: sealed.len() as u32,
-            plain_len: plain_len as u32,
-            base,
-        });
+        let offset = self.data.len() as u64;
+        let mut start = 0;
+        for &(id, plain_len) in members {
+            self.entries.push(Entry {
+                id,
+                kind,
+                offset,
+                stored_len: sealed.len() as u32,
+                plain_len: plain_len as u32,
+                base,
+                start: start as u32,
+            });
+            start += plain_len;
+        }
         self.data.extend_from_slice(sealed);
     }
 
@@ -141,7 +187,7 @@ impl PackBuilder {
     pub fn finish(&mut self, keys: &Keys) -> (Vec<u8>, Vec<Entry>) {
         let mut header = (self.entries.len() as u32).to_le_bytes().to_vec();
         for entry in &self.entries {
-            entry.encode(true, &mut header);
+            entry.encode(true, self.v1, &mut header);
         }
         let sealed = keys.seal(&header);
         let mut data = std::mem::take(&mut self.data);
@@ -153,13 +199,20 @@ impl PackBuilder {
 
 /// Reads the header of the pack bytes `data` read from `path`, checking every entry's bounds.
 pub fn read_header(data: &[u8], keys: &Keys, path: &Path) -> Result<Vec<Entry>> {
-    if data.len() < MAGIC.len() + 4 || &data[..MAGIC.len()] != MAGIC {
+    if data.len() < MAGIC.len() + 4 {
         return Err(corrupt(path, "not a pack (bad magic or too short)"));
     }
+    let entry_len = entry_len(&data[..MAGIC.len()], path)?;
     let len_at = data.len() - 4;
     let header_len = u32::from_le_bytes(data[len_at..].try_into().unwrap_or_default()) as usize;
     let header_start = header_start(len_at, header_len, path)?;
-    parse_header(&data[header_start..len_at], header_start, keys, path)
+    parse_header(
+        &data[header_start..len_at],
+        header_start,
+        entry_len,
+        keys,
+        path,
+    )
 }
 
 /// Reads only the magic and the header of the pack file at `path` (for a structure check,
@@ -168,9 +221,10 @@ pub fn read_file_header(path: &Path, keys: &Keys) -> Result<Vec<Entry>> {
     let mut file = File::open(path).at(path)?;
     let len = file.metadata().at(path)?.len();
     let mut magic = [0u8; MAGIC.len()];
-    if len < (MAGIC.len() + 4) as u64 || file.read_exact(&mut magic).is_err() || &magic != MAGIC {
+    if len < (MAGIC.len() + 4) as u64 || file.read_exact(&mut magic).is_err() {
         return Err(corrupt(path, "not a pack (bad magic or too short)"));
     }
+    let entry_len = entry_len(&magic, path)?;
     let len_at = usize::try_from(len - 4).map_err(|_| corrupt(path, "pack too large"))?;
     let mut len_bytes = [0u8; 4];
     file.seek(SeekFrom::Start(len_at as u64)).at(path)?;
@@ -179,7 +233,16 @@ pub fn read_file_header(path: &Path, keys: &Keys) -> Result<Vec<Entry>> {
     let mut sealed = vec![0u8; len_at - start];
     file.seek(SeekFrom::Start(start as u64)).at(path)?;
     file.read_exact(&mut sealed).at(path)?;
-    parse_header(&sealed, start, keys, path)
+    parse_header(&sealed, start, entry_len, keys, path)
+}
+
+/// The header entry size the pack magic `magic` implies.
+fn entry_len(magic: &[u8], path: &Path) -> Result<usize> {
+    match magic {
+        m if m == MAGIC => Ok(ENTRY),
+        m if m == MAGIC_V1 => Ok(ENTRY_V1),
+        _ => Err(corrupt(path, "not a pack (bad magic or too short)")),
+    }
 }
 
 /// Where the sealed header starts, given where its length field is.
@@ -194,6 +257,7 @@ fn header_start(len_at: usize, header_len: usize, path: &Path) -> Result<usize> 
 fn parse_header(
     sealed: &[u8],
     header_start: usize,
+    entry_len: usize,
     keys: &Keys,
     path: &Path,
 ) -> Result<Vec<Entry>> {
@@ -202,14 +266,14 @@ fn parse_header(
         .get(..4)
         .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
         .ok_or_else(|| corrupt(path, "header is too short"))?;
-    if header.len() != 4 + count * ENTRY {
+    if Some(header.len()) != count.checked_mul(entry_len).map(|n| n + 4) {
         return Err(corrupt(
             path,
             "header length does not match its entry count",
         ));
     }
     let mut entries = Vec::with_capacity(count);
-    for raw in header[4..].chunks_exact(ENTRY) {
+    for raw in header[4..].chunks_exact(entry_len) {
         let id: [u8; 32] = raw[..32].try_into().unwrap_or_default();
         let entry =
             Entry::decode(id, &raw[32..]).ok_or_else(|| corrupt(path, "bad header entry"))?;

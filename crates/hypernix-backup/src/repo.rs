@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +13,16 @@ use crate::crypto::{KdfParams, KeyFile, Keys, random};
 use crate::error::{Error, IoContext, Result, corrupt};
 use crate::hex;
 use crate::index::{Index, Location};
-use crate::pack::BlobKind;
+use crate::pack::{BlobKind, GROUP_SIZE};
 
-/// The repository format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The repository format version this build creates; it reads and writes 1 too.
+pub const VERSION: u32 = 2;
+
+/// How many decompressed zstd payloads (groups) a repository keeps for the next reads.
+const GROUPS_CACHED: usize = 8;
+
+/// Decompressed zstd payloads by (pack, blob offset), the most recent last.
+type GroupCache = Vec<(([u8; 32], u64), Arc<Vec<u8>>)>;
 
 /// Chunk size bounds, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +180,7 @@ pub struct Repository {
     config: RepoConfig,
     keys: Keys,
     index: Index,
+    groups: Mutex<GroupCache>,
 }
 
 impl Repository {
@@ -222,7 +230,7 @@ impl Repository {
         let version: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(&config_path, format!("not JSON: {e}")))?;
         let found = version.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if found != u64::from(VERSION) {
+        if !(1..=u64::from(VERSION)).contains(&found) {
             return Err(Error::Version {
                 path: config_path,
                 found: u32::try_from(found).unwrap_or(u32::MAX),
@@ -247,6 +255,7 @@ impl Repository {
             config,
             keys,
             index,
+            groups: Mutex::new(Vec::new()),
         })
     }
 
@@ -328,30 +337,44 @@ impl Repository {
     /// Reads the chunk at `loc` and verifies its id.
     pub fn read_located(&self, loc: &Location) -> Result<Vec<u8>> {
         let path = self.pack_path(&loc.pack);
-        let mut file = File::open(&path).at(&path)?;
-        let file_len = file.metadata().at(&path)?.len();
-        let end = loc
-            .entry
-            .offset
-            .saturating_add(u64::from(loc.entry.stored_len));
-        if end > file_len || loc.entry.plain_len > self.config.chunker.max {
+        if loc.entry.plain_len > self.config.chunker.max {
             return Err(corrupt(&path, "a blob's position or size is out of range"));
         }
-        file.seek(SeekFrom::Start(loc.entry.offset)).at(&path)?;
-        let mut sealed = vec![0; loc.entry.stored_len as usize];
-        file.read_exact(&mut sealed)
-            .map_err(|_| corrupt(&path, "a blob runs past the end of the pack"))?;
-        let base = match loc.entry.kind {
-            BlobKind::Delta => Some(self.read_chunk(&loc.entry.base)?),
+        let key = (loc.pack, loc.entry.offset);
+        let cached = match loc.entry.kind {
+            BlobKind::Zstd => self.cached_group(&key),
             _ => None,
         };
-        let plain = self.decode_blob(
-            &sealed,
-            loc.entry.kind,
-            base.as_deref(),
-            loc.entry.plain_len,
-            &path,
-        )?;
+        let plain = match (loc.entry.kind, cached) {
+            (BlobKind::Zstd, Some(payload)) => slice(&payload, loc, &path)?,
+            (kind, _) => {
+                let mut file = File::open(&path).at(&path)?;
+                let file_len = file.metadata().at(&path)?.len();
+                let end = loc
+                    .entry
+                    .offset
+                    .saturating_add(u64::from(loc.entry.stored_len));
+                if end > file_len {
+                    return Err(corrupt(&path, "a blob's position or size is out of range"));
+                }
+                file.seek(SeekFrom::Start(loc.entry.offset)).at(&path)?;
+                let mut sealed = vec![0; loc.entry.stored_len as usize];
+                file.read_exact(&mut sealed)
+                    .map_err(|_| corrupt(&path, "a blob runs past the end of the pack"))?;
+                if kind == BlobKind::Zstd {
+                    let payload = Arc::new(self.decode_group(&sealed, &path)?);
+                    let plain = slice(&payload, loc, &path)?;
+                    self.cache_group(key, payload);
+                    plain
+                } else {
+                    let base = match kind {
+                        BlobKind::Delta => Some(self.read_chunk(&loc.entry.base)?),
+                        _ => None,
+                    };
+                    self.decode_blob(&sealed, kind, base.as_deref(), loc.entry.plain_len, &path)?
+                }
+            }
+        };
         if self.keys.chunk_id(&plain) != loc.entry.id {
             return Err(corrupt(
                 &path,
@@ -359,6 +382,46 @@ impl Repository {
             ));
         }
         Ok(plain)
+    }
+
+    /// Forgets the decompressed payloads kept for the next reads, so that every blob is
+    /// read from its pack again (for `check --read-data`).
+    pub(crate) fn forget_groups(&self) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// A decompressed zstd payload read before, made the most recent.
+    fn cached_group(&self, key: &([u8; 32], u64)) -> Option<Arc<Vec<u8>>> {
+        let mut cache = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let i = cache.iter().position(|(k, _)| k == key)?;
+        let entry = cache.remove(i);
+        let payload = entry.1.clone();
+        cache.push(entry);
+        Some(payload)
+    }
+
+    /// Keeps a decompressed zstd payload, forgetting the least recent beyond the limit.
+    fn cache_group(&self, key: ([u8; 32], u64), payload: Arc<Vec<u8>>) {
+        let mut cache = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= GROUPS_CACHED {
+            cache.remove(0);
+        }
+        cache.push((key, payload));
+    }
+
+    /// Opens and decompresses a zstd blob (one chunk or a group) read from `path`, refusing
+    /// a payload larger than a group may be.
+    fn decode_group(&self, sealed: &[u8], path: &Path) -> Result<Vec<u8>> {
+        let payload = self.keys.open(sealed, path)?;
+        let limit = GROUP_SIZE as u64 + u64::from(self.config.chunker.max);
+        let size = match zstd::zstd_safe::get_frame_content_size(&payload) {
+            Ok(Some(size)) if size <= limit => size as usize,
+            _ => return Err(corrupt(path, "a zstd blob's size is missing or too large")),
+        };
+        zstd::bulk::decompress(&payload, size).map_err(|e| corrupt(path, format!("zstd: {e}")))
     }
 
     /// Opens and decompresses one blob read from `path`.
@@ -387,6 +450,15 @@ impl Repository {
         }
         Ok(plain)
     }
+}
+
+/// The chunk at `loc` in its blob's decompressed `payload`.
+fn slice(payload: &[u8], loc: &Location, path: &Path) -> Result<Vec<u8>> {
+    let start = loc.entry.start as usize;
+    payload
+        .get(start..start + loc.entry.plain_len as usize)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| corrupt(path, "a chunk lies outside its blob"))
 }
 
 /// Pretty JSON of a plain struct (string keys only, so serialising cannot fail).

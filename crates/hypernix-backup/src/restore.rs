@@ -95,6 +95,9 @@ fn restore_file(
     if !is_device {
         file.set_len(node.size).at(path)?;
     }
+    // Chunks are read in the order they lie in the packs, not in the file: a group is
+    // then decompressed once however its chunks are spread over the file.
+    let mut chunks = Vec::new();
     let mut offset = 0u64;
     for extent in &node.content {
         match extent {
@@ -109,12 +112,20 @@ fn restore_file(
                 let id = hex::decode32(id).ok_or_else(|| {
                     corrupt(path, format!("snapshot has a malformed chunk id `{id}`"))
                 })?;
-                let data = repo.read_chunk(&id)?;
-                file.write_all_at(&data, offset).at(path)?;
-                offset += data.len() as u64;
-                progress(data.len() as u64);
+                let loc = repo
+                    .index()
+                    .get(&id)?
+                    .ok_or_else(|| Error::MissingChunk(hex::encode(&id)))?;
+                chunks.push((loc.pack, loc.entry.offset, loc.entry.start, offset, loc));
+                offset += u64::from(loc.entry.plain_len);
             }
         }
+    }
+    chunks.sort_unstable_by_key(|c| (c.0, c.1, c.2, c.3));
+    for (_, _, _, at, loc) in &chunks {
+        let data = repo.read_located(loc)?;
+        file.write_all_at(&data, *at).at(path)?;
+        progress(data.len() as u64);
     }
     if offset != node.size {
         return Err(corrupt(

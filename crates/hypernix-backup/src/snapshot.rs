@@ -165,12 +165,21 @@ impl Snapshot {
     }
 }
 
+/// The first bytes of a zstd frame (a version 2 snapshot; version 1's JSON starts with `{`).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 impl Repository {
     /// Writes a snapshot and returns its new id.
     pub fn save_snapshot(&self, snapshot: &mut Snapshot) -> Result<String> {
         snapshot.id = hex::encode(&random::<16>());
-        snapshot.version = VERSION;
-        let sealed = self.keys().seal(&to_json(snapshot));
+        snapshot.version = self.config().version;
+        let json = to_json(snapshot);
+        let plain = if snapshot.version >= 2 {
+            zstd::bulk::compress(&json, 3).at(self.root())?
+        } else {
+            json
+        };
+        let sealed = self.keys().seal(&plain);
         let path = self.root().join("snapshots").join(&snapshot.id);
         self.write_file(&path, &sealed)?;
         Ok(snapshot.id.clone())
@@ -180,10 +189,14 @@ impl Repository {
     pub fn load_snapshot(&self, id: &str) -> Result<Snapshot> {
         let path = self.root().join("snapshots").join(id);
         let sealed = fs::read(&path).at(&path)?;
-        let plain = self.keys().open(&sealed, &path)?;
+        let mut plain = self.keys().open(&sealed, &path)?;
+        if plain.starts_with(&ZSTD_MAGIC) {
+            plain = zstd::stream::decode_all(plain.as_slice())
+                .map_err(|e| corrupt(&path, format!("zstd: {e}")))?;
+        }
         let mut snapshot: Snapshot = serde_json::from_slice(&plain)
             .map_err(|e| corrupt(&path, format!("not a snapshot: {e}")))?;
-        if snapshot.version != VERSION {
+        if !(1..=VERSION).contains(&snapshot.version) {
             return Err(Error::Version {
                 path,
                 found: snapshot.version,

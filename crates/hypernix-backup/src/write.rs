@@ -5,23 +5,25 @@
 //! 3. Cut each region with FastCDC; an all-zero chunk becomes a hole.
 //! 4. Hash the chunk with the keyed BLAKE3 id key; a known id is only recorded (dedup),
 //!    unless its pack is marked as garbage, when it is stored again.
-//! 5. Otherwise encode it (delta against a similar chunk, else zstd, else raw), seal it and
-//!    append it to the open pack.
-//! 6. A full pack is written atomically (tmp, fsync, rename, directory fsync), then its
-//!    entries are committed to the index.
+//! 5. Otherwise a delta against a similar chunk, when it pays, is sealed and appended to the
+//!    open pack; any other chunk joins the open group.
+//! 6. A group of 2 MiB is compressed as one zstd frame, sealed and appended (raw chunks,
+//!    one blob each, when it does not compress). A full pack is written atomically (tmp,
+//!    fsync, rename, directory fsync), then its entries are committed to the index.
 //! 7. After the last file: the last pack as in 6, then the sealed snapshot, then the lock
 //!    is removed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use crate::compress::{Compressor, Encoded};
 use crate::crypto::random;
 use crate::error::{IoContext, Result};
 use crate::hex;
 use crate::index::Location;
-use crate::pack::{BlobKind, PackBuilder, TARGET_SIZE};
+use crate::pack::{BlobKind, GROUP_SIZE, PackBuilder, TARGET_SIZE};
 use crate::repo::{Repository, to_json};
 use crate::similarity::{Sketch, similarity, sketch, super_features};
 use crate::snapshot::{BackupStats, Extent, Snapshot, SnapshotKind};
@@ -45,6 +47,15 @@ pub struct BackupOptions {
 pub(crate) struct Writer<'r> {
     repo: &'r Repository,
     pack: PackBuilder,
+    /// The open group's chunks, one after the other, and their ids and lengths.
+    group: Vec<u8>,
+    members: Vec<([u8; 32], usize)>,
+    /// The group size; 0 in a version 1 repository, where every chunk is its own blob.
+    group_size: usize,
+    /// Closed groups being compressed, oldest first: their members and plaintext bytes.
+    compressor: Compressor,
+    in_flight: VecDeque<Vec<([u8; 32], usize)>>,
+    in_flight_bytes: usize,
     pending: HashSet<[u8; 32]>,
     sketches: Vec<([u8; 32], Sketch)>,
     marked: HashSet<[u8; 32]>,
@@ -57,7 +68,17 @@ impl<'r> Writer<'r> {
     pub(crate) fn new(repo: &'r Repository, progress: &'r mut dyn FnMut(u64)) -> Result<Self> {
         Ok(Writer {
             repo,
-            pack: PackBuilder::default(),
+            pack: PackBuilder::new(repo.config().version),
+            group: Vec::new(),
+            members: Vec::new(),
+            group_size: if repo.config().version >= 2 {
+                GROUP_SIZE
+            } else {
+                0
+            },
+            compressor: Compressor::new(repo.keys().clone(), repo.config().compression.level),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             pending: HashSet::new(),
             sketches: Vec::new(),
             marked: marked_packs(repo)?,
@@ -69,6 +90,7 @@ impl<'r> Writer<'r> {
     /// Writes the last pack (step 7) and returns the counts.
     pub(crate) fn finish(mut self) -> Result<BackupStats> {
         self.flush()?;
+        self.repo.index().compact()?;
         Ok(self.stats)
     }
 
@@ -111,17 +133,67 @@ impl<'r> Writer<'r> {
             self.stats.dedup_chunks += 1;
             return Ok(Extent::Chunk(hex::encode(&id)));
         }
-        let (kind, payload, base) = self.encode(id, data)?;
-        let sealed = self.repo.keys().seal(&payload);
         self.stats.new_chunks += 1;
         self.stats.new_bytes += len;
-        self.stats.stored_bytes += sealed.len() as u64;
-        self.pack.push(id, kind, &sealed, data.len(), base);
         self.pending.insert(id);
-        if self.pack.len() >= TARGET_SIZE {
+        if let Some((delta, base)) = self.delta(id, data)? {
+            let sealed = self.repo.keys().seal(&delta);
+            self.stats.stored_bytes += sealed.len() as u64;
+            self.pack
+                .push(id, BlobKind::Delta, &sealed, data.len(), base);
+        } else {
+            self.group.extend_from_slice(data);
+            self.members.push((id, data.len()));
+            if self.group.len() >= self.group_size {
+                self.close_group()?;
+            }
+        }
+        if self.pack.len() + self.group.len() + self.in_flight_bytes >= TARGET_SIZE {
             self.flush()?;
         }
         Ok(Extent::Chunk(hex::encode(&id)))
+    }
+
+    /// Hands the open group to the compression thread, and appends the results of older
+    /// groups to the pack, keeping at most one group in flight besides this one (step 6).
+    fn close_group(&mut self) -> Result<()> {
+        if self.members.is_empty() {
+            return Ok(());
+        }
+        self.in_flight_bytes += self.group.len();
+        self.compressor.submit(std::mem::take(&mut self.group));
+        self.in_flight.push_back(std::mem::take(&mut self.members));
+        while self.in_flight.len() > 1 {
+            self.append_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Appends the oldest group in flight to the pack: one zstd blob for the group, or
+    /// one raw blob per chunk when it did not compress.
+    fn append_oldest(&mut self) -> Result<()> {
+        let Some(members) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let plain: usize = members.iter().map(|m| m.1).sum();
+        self.in_flight_bytes -= plain;
+        match self.compressor.next().at(self.repo.root())? {
+            Encoded::Sealed(sealed) => {
+                self.stats.stored_bytes += sealed.len() as u64;
+                self.pack
+                    .push_group(BlobKind::Zstd, &sealed, &members, [0; 32]);
+            }
+            Encoded::Raw(group) => {
+                let mut start = 0;
+                for &(id, len) in &members {
+                    let sealed = self.repo.keys().seal(&group[start..start + len]);
+                    self.stats.stored_bytes += sealed.len() as u64;
+                    self.pack.push(id, BlobKind::Raw, &sealed, len, [0; 32]);
+                    start += len;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Where chunk `id` is stored, unless its pack is marked as garbage: a chunk in a
@@ -134,50 +206,59 @@ impl<'r> Writer<'r> {
             .filter(|l| !self.marked.contains(&l.pack)))
     }
 
-    /// Encodes a chunk (step 5): a zstd delta against a similar stored chunk when that is
-    /// smallest, else zstd, else raw (incompressible).
-    fn encode(&mut self, id: [u8; 32], data: &[u8]) -> Result<(BlobKind, Vec<u8>, [u8; 32])> {
+    /// A zstd delta of a chunk against a similar stored chunk, and that chunk's id, when it
+    /// is smaller than the chunk compressed alone (step 5).
+    fn delta(&mut self, id: [u8; 32], data: &[u8]) -> Result<Option<(Vec<u8>, [u8; 32])>> {
         let config = self.repo.config();
+        if !config.similarity.enabled || data.len() < MIN_DELTA {
+            return Ok(None);
+        }
         let level = config.compression.level;
         let root = self.repo.root();
-        let compressed = zstd::bulk::compress(data, level).at(root)?;
-        let (kind, plain) = if compressed.len() < data.len() {
-            (BlobKind::Zstd, compressed)
-        } else {
-            (BlobKind::Raw, data.to_vec())
-        };
-        if !config.similarity.enabled || data.len() < MIN_DELTA {
-            return Ok((kind, plain, [0; 32]));
-        }
         let sketch = sketch(data);
         self.sketches.push((id, sketch));
-        let Some(base) = self.similar_base(&sketch, config.similarity.threshold)? else {
-            return Ok((kind, plain, [0; 32]));
+        let Some((base, base_data)) = self.similar_base(&sketch, config.similarity.threshold)?
+        else {
+            return Ok(None);
         };
-        let base_data = self.repo.read_chunk(&base)?;
         let delta = zstd::bulk::Compressor::with_dictionary(level, &base_data)
             .and_then(|mut c| c.compress(data))
             .at(root)?;
-        if delta.len() >= plain.len() {
-            return Ok((kind, plain, [0; 32]));
+        let alone = zstd::bulk::compress(data, level)
+            .at(root)?
+            .len()
+            .min(data.len());
+        if delta.len() >= alone {
+            return Ok(None);
         }
         // A delta chunk is never a base (invariant 4): forget its sketch.
         self.sketches.pop();
         self.stats.delta_chunks += 1;
-        self.stats.delta_saved_bytes += (plain.len() - delta.len()) as u64;
-        Ok((BlobKind::Delta, delta, base))
+        self.stats.delta_saved_bytes += (alone - delta.len()) as u64;
+        Ok(Some((delta, base)))
     }
 
-    /// A stored non-delta chunk at least `threshold` similar to `sketch`.
-    fn similar_base(&self, sketch: &Sketch, threshold: f64) -> Result<Option<[u8; 32]>> {
+    /// A stored non-delta chunk at least `threshold` similar to `sketch`, and its
+    /// plaintext (whose sketch is computed again here rather than kept in the index).
+    fn similar_base(&self, sketch: &Sketch, threshold: f64) -> Result<Option<([u8; 32], Vec<u8>)>> {
+        let mut tried = Vec::new();
         for feature in super_features(sketch) {
-            if let Some((base, base_sketch)) = self.repo.index().similar(feature)?
-                && similarity(sketch, &base_sketch) >= threshold
-                && self
-                    .usable(&base)?
-                    .is_some_and(|l| l.entry.kind != BlobKind::Delta)
-            {
-                return Ok(Some(base));
+            let Some(base) = self.repo.index().similar(feature)? else {
+                continue;
+            };
+            if tried.contains(&base) {
+                continue;
+            }
+            tried.push(base);
+            let Some(loc) = self.usable(&base)? else {
+                continue;
+            };
+            if loc.entry.kind == BlobKind::Delta {
+                continue;
+            }
+            let data = self.repo.read_located(&loc)?;
+            if similarity(sketch, &crate::similarity::sketch(&data)) >= threshold {
+                return Ok(Some((base, data)));
             }
         }
         Ok(None)
@@ -185,6 +266,10 @@ impl<'r> Writer<'r> {
 
     /// Writes the open pack (step 6).
     fn flush(&mut self) -> Result<()> {
+        self.close_group()?;
+        while !self.in_flight.is_empty() {
+            self.append_oldest()?;
+        }
         if self.pack.is_empty() {
             return Ok(());
         }

@@ -29,7 +29,7 @@ fn missing_and_garbage_config_are_clear_errors() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     let newer = String::from_utf8(config.clone())
         .unwrap()
-        .replace("\"version\": 1", "\"version\": 9");
+        .replace("\"version\": 2", "\"version\": 9");
     fs::write(repo.join("config"), newer).unwrap();
     let err = Repository::open(&repo, PASSWORD).unwrap_err();
     assert!(matches!(err, Error::Version { found: 9, .. }), "{err}");

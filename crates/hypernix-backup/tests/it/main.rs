@@ -3,6 +3,7 @@
 mod crash;
 mod data;
 mod errors;
+mod group;
 mod image;
 mod nbd;
 mod prune;

@@ -174,11 +174,11 @@ fn examples_nix_backup_is_clean() {
 }
 
 #[test]
-fn chunk_sizes_default_to_restics() {
+fn chunk_sizes_default_to_small_chunks() {
     let b = parse(json!({ "repositories": { "r": { "location": "/b" } } })).unwrap();
     assert_eq!(
         b.repositories["r"].deduplication.chunk_size.avg,
-        Size::mib(1)
+        Size(16 << 10)
     );
 }
 
