@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result, corrupt};
 use crate::hex;
+use crate::index::Location;
 use crate::repo::Repository;
 use crate::snapshot::{Extent, Node, NodeType, Snapshot, SnapshotKind};
 
@@ -122,11 +123,8 @@ fn restore_file(
         }
     }
     chunks.sort_unstable_by_key(|c| (c.0, c.1, c.2, c.3));
-    for (_, _, _, at, loc) in &chunks {
-        let data = repo.read_located(loc)?;
-        file.write_all_at(&data, *at).at(path)?;
-        progress(data.len() as u64);
-    }
+    let placed: Vec<(u64, &Location)> = chunks.iter().map(|c| (c.3, &c.4)).collect();
+    write_chunks(repo, &file, path, &placed, progress)?;
     if offset != node.size {
         return Err(corrupt(
             path,
@@ -136,8 +134,59 @@ fn restore_file(
             ),
         ));
     }
-    file.sync_all().at(path)?;
+    // Like restic and borg, flushing the restored data to the disk is left to the kernel.
     Ok(())
+}
+
+/// Decodes and writes `chunks` (file offset, location; in pack order) on one thread per
+/// core, each taking a run of whole groups, so that a group is decompressed once.
+fn write_chunks(
+    repo: &Repository,
+    file: &File,
+    path: &Path,
+    chunks: &[(u64, &Location)],
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut parts = Vec::new();
+    let mut rest = chunks;
+    for left in (1..=workers).rev() {
+        let mut cut = rest.len().div_ceil(left).min(rest.len());
+        // Move the cut past the chunks of the group it falls in.
+        let group = |c: &(u64, &Location)| (c.1.pack, c.1.entry.offset);
+        while cut > 0 && cut < rest.len() && group(&rest[cut]) == group(&rest[cut - 1]) {
+            cut += 1;
+        }
+        let (part, tail) = rest.split_at(cut);
+        parts.push(part);
+        rest = tail;
+    }
+    std::thread::scope(|scope| {
+        let (sent, written) = std::sync::mpsc::channel::<u64>();
+        let handles: Vec<_> = parts
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let sent = sent.clone();
+                scope.spawn(move || -> Result<()> {
+                    for (at, loc) in part {
+                        let data = repo.read_located(loc)?;
+                        file.write_all_at(&data, *at).at(path)?;
+                        let _ = sent.send(data.len() as u64);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(sent);
+        for n in written {
+            progress(n);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect::<Result<()>>()
+    })
 }
 
 /// Writes `len` zero bytes at `offset`.
