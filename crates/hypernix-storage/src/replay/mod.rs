@@ -185,6 +185,7 @@ pub fn replay(
                     now,
                     g,
                     &|_, _, _| true,
+                    &|k| heat.content(k).compressible,
                 );
                 for (key, from, to) in planned.into_iter().take(limit) {
                     placed.insert(key, to);
