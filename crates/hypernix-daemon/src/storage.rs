@@ -215,7 +215,7 @@ impl StorageEngine {
             );
             return Ok((file_source(file), Some(note)));
         }
-        let warning = engine.tier_warning(disk)?;
+        let (pin, warning) = engine.tier_pin(unit, disk)?;
         let name = volume_name(unit, &disk.name);
         let size = disk.size.bytes();
         let store = &engine.store;
@@ -242,6 +242,14 @@ impl StorageEngine {
                 warning
             }
         };
+        if let Some(level) = pin {
+            store.pin_volume(&name, level).map_err(|e| {
+                format!(
+                    "storage {} of unit {unit}: pinning to tier {level}: {e}",
+                    disk.name
+                )
+            })?;
+        }
         Ok((
             DiskSource::Nbd {
                 socket: layout.nbd_socket(),
@@ -424,18 +432,23 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Warns when a disk's `tier` is not where its data lands, or fails if no such level.
-    fn tier_warning(&self, disk: &StorageRequest) -> StorageResult<Option<String>> {
+    /// The level a disk's `tier` pins its volume to, or a warning when it cannot be pinned
+    /// (a memory tier holds no volume data); fails if no such level.
+    fn tier_pin(
+        &self,
+        unit: &str,
+        disk: &StorageRequest,
+    ) -> StorageResult<(Option<u32>, Option<String>)> {
         let Some(tier) = disk.tier else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let Some((name, t)) = self.config.tiers.iter().find(|(_, t)| t.level == tier) else {
             let mut levels: Vec<u32> = self.config.tiers.values().map(|t| t.level).collect();
             levels.sort_unstable();
             let levels: Vec<String> = levels.iter().map(u32::to_string).collect();
             return Err(format!(
-                "storage {}: tier {tier} is not a level of hypervisor.storage.tiers (levels: {}); \
-                 use one of them",
+                "storage {} of unit {unit}: tier {tier} is not a level of \
+                 hypervisor.storage.tiers (levels: {}); use one of them",
                 disk.name,
                 levels.join(", ")
             ));
@@ -446,20 +459,17 @@ impl Engine {
             .first()
             .is_some_and(|p| p.kind == hypernix_config::schema::storage::ProviderKind::Memory);
         Ok(if memory {
-            Some(format!(
-                "storage {}: tier {tier} ({name}) is a memory tier, which holds no volume data; \
-                 new extents go to level {default} (storage.defaultTier) and move by heat",
-                disk.name
-            ))
-        } else if tier != default {
-            Some(format!(
-                "storage {}: tier {tier} asked for, but pinning a volume to a tier is not \
-                 available yet; new extents go to level {default} (storage.defaultTier) and \
-                 move by heat",
-                disk.name
-            ))
+            (
+                None,
+                Some(format!(
+                    "storage {}: tier {tier} ({name}) is a memory tier, which holds no volume \
+                     data; new extents go to level {default} (storage.defaultTier) and move by \
+                     heat",
+                    disk.name
+                )),
+            )
         } else {
-            None
+            (Some(tier), None)
         })
     }
 

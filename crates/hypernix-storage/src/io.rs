@@ -49,6 +49,7 @@ impl Store {
         let st = self.shared();
         let id = self.range(&st, name, offset, buf.len() as u64)?;
         self.record(id, offset, buf.len() as u64, false, None);
+        let cacheable = self.cache.is_some() && self.rules().caches(name);
         let mut at = 0usize;
         for (idx, off, n) in pieces(self.granularity, offset, buf.len() as u64) {
             let part = &mut buf[at..at + n as usize];
@@ -57,7 +58,7 @@ impl Store {
                 part.fill(0);
                 continue;
             };
-            if !self.read_cached(&st, (id, idx), (t, slot), off, part)? {
+            if !(cacheable && self.read_cached(&st, (id, idx), (t, slot), off, part)?) {
                 st.tier(t).data.read(slot, off, part)?;
                 Counters::bump(&self.counters.served, st.index(t));
             }
@@ -278,18 +279,18 @@ impl Store {
         st.tiers[i].data.discard(slot)
     }
 
-    /// Tier indexes in allocation order for volume `name`: its preferred level (the
-    /// default level without a classification) and slower, then faster ones; only the
-    /// levels its classification allows.
+    /// Tier indexes in allocation order for volume `name`: its start level (the default
+    /// level without a classification, see [`crate::classify`]) and slower, then faster
+    /// ones; only the levels its pin or classification allows.
     pub(crate) fn allocation_order(&self, st: &State, name: &str) -> Vec<usize> {
-        let start = self
-            .rules
-            .class(name)
-            .map_or(self.default_level, |c| c.preferred);
-        let usable = |i: &usize| {
-            (!self.durable || st.tiers[*i].data.durable())
-                && self.rules.allows(name, st.tiers[*i].spec.level)
-        };
+        let rules = self.rules();
+        let durable = |i: usize| !self.durable || st.tiers[i].data.durable();
+        let levels: Vec<u32> = (0..st.tiers.len())
+            .filter(|&i| durable(i))
+            .map(|i| st.tiers[i].spec.level)
+            .collect();
+        let start = rules.start_level(name, &levels, self.default_level);
+        let usable = |i: &usize| durable(*i) && rules.allows(name, st.tiers[*i].spec.level);
         let n = st.tiers.len();
         let mut order: Vec<usize> = (0..n)
             .filter(|&i| st.tiers[i].spec.level >= start)

@@ -46,7 +46,8 @@ pub(crate) struct PlanTier {
 
 /// Plans one round (steps 1-3) over `extents`, each (key, position in `tiers`, fastest
 /// first); returns (key, from, to) positions. The store and the trace replay share it.
-/// `may(key, from, to)` vetoes single moves (classifications, exclusions).
+/// `may(key, from, to)` vetoes single moves (classifications, exclusions, pins);
+/// `compressible(key)` says whether an extent counts as compressible.
 pub(crate) fn plan(
     extents: impl Iterator<Item = ((u64, u64), usize)>,
     tiers: Vec<PlanTier>,
@@ -54,6 +55,7 @@ pub(crate) fn plan(
     now: u32,
     granularity: u64,
     may: &dyn Fn((u64, u64), usize, usize) -> bool,
+    compressible: &dyn Fn((u64, u64)) -> bool,
 ) -> Vec<((u64, u64), usize, usize)> {
     let hottest = heat.hottest(now);
     let mut room: Vec<u64> = tiers.iter().map(|t| t.room).collect();
@@ -82,7 +84,7 @@ pub(crate) fn plan(
     }
     let mut planned = Vec::new();
     // Compressible extents make room first: they lose least on a slower tier.
-    demotions.sort_by_key(|&(key, from, to)| (!heat.content(key).compressible, key, from, to));
+    demotions.sort_by_key(|&(key, from, to)| (!compressible(key), key, from, to));
     for (key, from, to) in demotions {
         if room[to] > 0 {
             room[to] -= 1;
@@ -158,21 +160,36 @@ impl Store {
             let pos = usable.iter().position(|&i| st.tiers[i].id == tid)?;
             Some((key, pos))
         });
+        let rules = self.rules();
         let may = |key: (u64, u64), from: usize, to: usize| {
             let volume = names.get(&key.0).copied().unwrap_or("");
             let (from, to) = (&st.tiers[usable[from]].spec, &st.tiers[usable[to]].spec);
-            self.rules.allows(volume, to.level)
-                && (to.level < from.level || self.rules.may_demote(volume, &from.name))
+            rules.allows(volume, to.level)
+                && (to.level < from.level || rules.may_demote(volume, &from.name))
         };
-        plan(extents, tiers, &heat, self.now(), self.granularity, &may)
-            .into_iter()
-            .map(|(key, from, to)| Move {
-                volume: names.get(&key.0).copied().unwrap_or("?").to_owned(),
-                extent: key.1,
-                from: st.tiers[usable[from]].spec.name.clone(),
-                to: st.tiers[usable[to]].spec.name.clone(),
-            })
-            .collect()
+        let compressible = |key: (u64, u64)| {
+            let volume = names.get(&key.0).copied().unwrap_or("");
+            rules
+                .compressible(volume)
+                .unwrap_or_else(|| heat.content(key).compressible)
+        };
+        plan(
+            extents,
+            tiers,
+            &heat,
+            self.now(),
+            self.granularity,
+            &may,
+            &compressible,
+        )
+        .into_iter()
+        .map(|(key, from, to)| Move {
+            volume: names.get(&key.0).copied().unwrap_or("?").to_owned(),
+            extent: key.1,
+            from: st.tiers[usable[from]].spec.name.clone(),
+            to: st.tiers[usable[to]].spec.name.clone(),
+        })
+        .collect()
     }
 
     /// Moves extent `extent` of `volume` to tier `to` by copy-then-switch (step 4); returns

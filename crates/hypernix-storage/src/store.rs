@@ -116,7 +116,7 @@ pub struct Store {
     pub(crate) clock_offset: AtomicU64,
     pub(crate) cache: Option<Mutex<MemCache>>,
     pub(crate) counters: Counters,
-    pub(crate) rules: Rules,
+    pub(crate) rules: RwLock<Rules>,
     /// Per volume id: where its recent runs ended, latest first (to tell sequential from
     /// random).
     pub(crate) streams: Mutex<HashMap<u64, [u64; STREAMS]>>,
@@ -330,9 +330,35 @@ impl Store {
             clock_offset: AtomicU64::new(0),
             cache,
             counters,
-            rules: options.map(|o| o.rules.clone()).unwrap_or_default(),
+            rules: RwLock::new(options.map(|o| o.rules.clone()).unwrap_or_default()),
             streams: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The placement rules (classifications, exclusions, pins).
+    pub(crate) fn rules(&self) -> RwLockReadGuard<'_, Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pins volume `volume` to tier level `level` (a unit disk's `tier`): from now on its
+    /// new extents are allocated on that level only and placement never moves its extents
+    /// off it (nor onto it from elsewhere: extents already placed elsewhere stay put
+    /// unless the level allows them). Fails if no tier of that level can hold volume data.
+    pub fn pin_volume(&self, volume: &str, level: u32) -> Result<(), StorageError> {
+        let st = self.shared();
+        if !st
+            .tiers
+            .iter()
+            .any(|t| t.spec.level == level && (!self.durable || t.data.durable()))
+        {
+            return Err(StorageError::NoTier(format!("level {level}")));
+        }
+        drop(st);
+        self.rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .pin(volume, level);
+        Ok(())
     }
 
     /// Exclusive access: for changes to the map (allocations, frees, moves).

@@ -9,7 +9,7 @@ use hypernix_state::RedbStore;
 use hypernix_vmm::DiskSource;
 use serde_json::json;
 
-use super::StorageEngine;
+use super::{State, StorageEngine, volume_name};
 use crate::layout::Layout;
 
 const MIB: u64 = 1 << 20;
@@ -117,7 +117,7 @@ async fn no_rounds_without_movement_or_heat() {
 }
 
 #[tokio::test]
-async fn a_disks_tier_must_be_a_level_and_is_honoured_only_as_far_as_it_can_be() {
+async fn a_disks_tier_must_be_a_level_and_pins_its_volume() {
     let f = fixture();
     f.engine.configure(&tiers(&f), &f.layout, &f.bus).await;
     let err = f
@@ -125,7 +125,7 @@ async fn a_disks_tier_must_be_a_level_and_is_honoured_only_as_far_as_it_can_be()
         .disk(&f.layout, "u", &disk("8Mi", Some(7)))
         .unwrap_err();
     assert!(
-        err.contains("levels: 0, 1, 2") || err.contains("levels: "),
+        err.contains("storage data of unit u: tier 7") && err.contains("levels: 0, 1, 2"),
         "{err}"
     );
     let (_, w) = f
@@ -137,7 +137,17 @@ async fn a_disks_tier_must_be_a_level_and_is_honoured_only_as_far_as_it_can_be()
         .engine
         .disk(&f.layout, "v", &disk("8Mi", Some(2)))
         .unwrap();
-    assert!(w.unwrap().contains("pinning a volume"));
+    assert_eq!(w, None, "level 2 pins the volume");
+    {
+        let State::Ready(e) = &*f.engine.state.lock().unwrap() else {
+            panic!("engine not ready");
+        };
+        let name = volume_name("v", "data");
+        e.store.write(&name, 0, b"x", false).unwrap();
+        let t = e.store.tier_stats();
+        let cold = t.iter().find(|t| t.name == "cold").unwrap();
+        assert_eq!(cold.extents, 1, "the pinned volume's extent is on level 2");
+    }
     let (_, w) = f
         .engine
         .disk(&f.layout, "w", &disk("8Mi", Some(1)))

@@ -1,5 +1,5 @@
 //! Cache replacement and admission policies over extent keys: LRU and ARC as baselines,
-//! and W-TinyLFU driven by the heat map, which the memory tier uses by default.
+//! and W-TinyLFU with an adaptive window, which the memory tier uses by default.
 //!
 //! A policy tracks keys only; whoever owns the data ([`crate::memcache`], the trace
 //! replay) copies it in or drops it by the [`Outcome`] of each access.
@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use arc::Arc;
 pub use lru::Lru;
-pub use tinylfu::TinyLfu;
+pub use tinylfu::{Admission, TinyLfu, Tuning};
 
 /// What one access did to the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,9 @@ pub enum PolicyKind {
     Lru,
     /// Adaptive Replacement Cache.
     Arc,
-    /// Window TinyLFU with heat-map admission.
+    /// Window TinyLFU with an adaptive window.
     Tinylfu,
 }
-
-/// The W-TinyLFU window, in percent of the capacity.
-pub const TINYLFU_WINDOW_PERCENT: f64 = 20.0;
 
 impl PolicyKind {
     /// A new, empty cache of this policy holding `capacity` keys.
@@ -78,7 +75,7 @@ impl PolicyKind {
         match self {
             PolicyKind::Lru => Box::new(Lru::new(capacity)),
             PolicyKind::Arc => Box::new(Arc::new(capacity)),
-            PolicyKind::Tinylfu => Box::new(TinyLfu::new(capacity, TINYLFU_WINDOW_PERCENT)),
+            PolicyKind::Tinylfu => Box::new(TinyLfu::new(capacity, Tuning::default())),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! 2. The clock is simulated: request `i` (counting pages) happens at second
 //!    `i / rate`; heat decays on that clock.
 //! 3. Each page access is counted in the heat map, then offered to the memory tier's cache
-//!    policy (W-TinyLFU by default, admission by heat). A cache hit is served by tier 0.
+//!    policy (W-TinyLFU by default, see [`crate::cache`]). A cache hit is served by tier 0.
 //! 4. A miss is served by the durable tier the extent is placed on; an extent first seen
 //!    is allocated like a write into a hole (the default level and slower first; the
 //!    slowest tier is taken to be large enough for the whole trace).
@@ -185,6 +185,7 @@ pub fn replay(
                     now,
                     g,
                     &|_, _, _| true,
+                    &|k| heat.content(k).compressible,
                 );
                 for (key, from, to) in planned.into_iter().take(limit) {
                     placed.insert(key, to);
