@@ -19,7 +19,7 @@ use crate::pack::{BlobKind, GROUP_SIZE};
 pub const VERSION: u32 = 2;
 
 /// How many decompressed zstd payloads (groups) a repository keeps for the next reads.
-const GROUPS_CACHED: usize = 8;
+const GROUPS_CACHED: usize = 4;
 
 /// Decompressed zstd payloads by (pack, blob offset), the most recent last.
 type GroupCache = Vec<(([u8; 32], u64), Arc<Vec<u8>>)>;
