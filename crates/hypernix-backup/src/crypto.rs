@@ -62,7 +62,7 @@ impl std::fmt::Debug for Keys {
 }
 
 /// Fills a buffer from the operating system's random source.
-pub(crate) fn random<const N: usize>() -> [u8; N] {
+pub fn random<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The OS random source failing is not a recoverable condition for key generation.
     getrandom::fill(&mut buf).expect("the operating system's random source failed");

@@ -31,7 +31,7 @@ mod stats;
 pub mod write;
 
 pub use check::{Affected, CheckReport, Problem, RepairReport, check, repair};
-pub use crypto::{KdfParams, Keys};
+pub use crypto::{KdfParams, Keys, random as random_bytes};
 pub use error::{Error, Result};
 pub use gc::{PruneOptions, PruneReport, SnapshotVerdict, prune};
 pub use image::{BlockSource, ImageOptions, backup_image};

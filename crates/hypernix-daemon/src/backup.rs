@@ -94,20 +94,40 @@ pub(crate) fn open_repository(
     layout: &Layout,
     name: &str,
 ) -> Result<Repository, String> {
+    open_with(config, layout, name, std::env::var(PASSWORD_ENV).ok())
+}
+
+/// [`open_repository`] with the password from the environment given as `env`. An
+/// encrypted repository without one uses its key file `STATE/backup/NAME.key` (0600),
+/// which the daemon writes with a random password when it creates the repository, as it
+/// writes its root credential; `hypernix backup --password-file` reads it.
+fn open_with(
+    config: &Backup,
+    layout: &Layout,
+    name: &str,
+    env: Option<String>,
+) -> Result<Repository, String> {
     let root = location(config, layout, name)?;
     let settings = config.repositories.get(name);
     let encrypted = settings.is_none_or(|r| r.encryption.enabled);
-    let password = match std::env::var(PASSWORD_ENV) {
-        Ok(p) => p,
-        Err(_) if !encrypted => String::new(),
-        Err(_) => {
+    let fresh = !root.join("config").exists() && is_empty_dir(&root);
+    let key_file = key_file(layout, name);
+    let password = match env {
+        Some(p) => p,
+        None if !encrypted => String::new(),
+        None if key_file.exists() => std::fs::read_to_string(&key_file)
+            .map(|p| p.trim_end().to_string())
+            .map_err(|e| format!("repository `{name}`: key file {}: {e}", key_file.display()))?,
+        None if fresh => write_key_file(&key_file)
+            .map_err(|e| format!("repository `{name}`: key file {}: {e}", key_file.display()))?,
+        None => {
             return Err(format!(
-                "repository `{name}` is encrypted: set {PASSWORD_ENV} in the daemon's \
-                 environment, or set encryption.enabled = false"
+                "repository `{name}` is encrypted and has no key file {}: set {PASSWORD_ENV} \
+                 in the daemon's environment, or set encryption.enabled = false",
+                key_file.display()
             ));
         }
     };
-    let fresh = !root.join("config").exists() && is_empty_dir(&root);
     let opened = if fresh {
         let options = match settings {
             Some(r) => InitOptions::try_from(r).map_err(|e| e.to_string())?,
@@ -120,6 +140,62 @@ pub(crate) fn open_repository(
     opened.map_err(|e| format!("repository `{name}`: {e}"))
 }
 
+/// Where the daemon keeps the password of repository `name`.
+pub fn key_file(layout: &Layout, name: &str) -> PathBuf {
+    layout.root().join("backup").join(format!("{name}.key"))
+}
+
+/// Writes a new random password to `path`, readable by its owner only, and returns it.
+fn write_key_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let password = hypernix_backup::hex::encode(&hypernix_backup::random_bytes::<32>());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{password}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok(password)
+}
+
 fn is_empty_dir(path: &Path) -> bool {
     std::fs::read_dir(path).map_or(true, |mut d| d.next().is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encrypted_repository_made_by_the_daemon_gets_a_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let config = Backup::default();
+        open_with(&config, &layout, "default", None).unwrap();
+        let key = key_file(&layout, "default");
+        let mode = std::fs::metadata(&key).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        // Opened again with the key file, and with its password given explicitly.
+        open_with(&config, &layout, "default", None).unwrap();
+        let password = std::fs::read_to_string(&key).unwrap().trim().to_string();
+        assert_eq!(password.len(), 64);
+        open_with(&config, &layout, "default", Some(password)).unwrap();
+        // A wrong password is refused; a lost key file is named.
+        let wrong = open_with(&config, &layout, "default", Some("nope".into())).unwrap_err();
+        assert!(wrong.contains("wrong password"), "{wrong}");
+        std::fs::remove_file(&key).unwrap();
+        let lost = open_with(&config, &layout, "default", None).unwrap_err();
+        assert!(
+            lost.contains("has no key file") && lost.contains("default.key"),
+            "{lost}"
+        );
+    }
 }
