@@ -19,5 +19,7 @@ pub use error::ResolveError;
 pub use merge::Override;
 pub use plan::{Action, FieldChange, Plan, UnitChange, plan};
 pub use provenance::{Source, TagVia};
-pub use resolve::{AppliedTag, ResolvedUnit, check_layers, resolve_all, resolve_unit};
+pub use resolve::{
+    AppliedTag, ResolvedUnit, blueprint_of, check_layers, resolve_all, resolve_unit,
+};
 pub use resources::Cpu;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use hypernix_compose::{ComposeError, Composed, Values};
 use hypernix_config::path::did_you_mean;
 use hypernix_config::schema::compute::Unit;
 use hypernix_config::{AttrPath, Config, Size};
@@ -39,6 +40,10 @@ pub struct ResolvedUnit {
     pub provenance: BTreeMap<String, Source>,
     /// Values that a higher-precedence layer replaced.
     pub overrides: Vec<Override>,
+    /// The unit's blueprint and what composing it gave (the daemon renders its seed,
+    /// ports and volumes from it).
+    #[serde(skip)]
+    pub blueprint: Option<(String, Result<Composed, ComposeError>)>,
 }
 
 impl ResolvedUnit {
@@ -155,7 +160,7 @@ fn resolve_cached<'a>(
         }
     };
     let mut provenance = layers.provenance;
-    fold_blueprint(config, &mut settings, &mut provenance);
+    let blueprint = fold_blueprint(config, &mut settings, &mut provenance);
     let compute_res = &settings.resources.compute;
     let cpu = match resources::cpu(
         compute_res.units,
@@ -179,46 +184,52 @@ fn resolve_cached<'a>(
         cpu,
         provenance,
         overrides: layers.overrides,
+        blueprint,
     };
     constraints::check(config, &resolved)?;
     Ok(resolved)
 }
 
-/// Applies the resource adjustments of the unit's blueprint (`blueprint`, else
-/// `labels.blueprint`), recording the last component that changed each value as its
-/// source. A blueprint that does not compose is left for the daemon to report.
-fn fold_blueprint(config: &Config, settings: &mut Unit, provenance: &mut BTreeMap<String, Source>) {
-    let Some(blueprint) = settings
+/// The blueprint a unit names: `blueprint`, else `labels.blueprint`.
+pub fn blueprint_of(settings: &Unit) -> Option<&String> {
+    settings
         .blueprint
-        .clone()
-        .or_else(|| settings.labels.get("blueprint").cloned())
-    else {
-        return;
-    };
+        .as_ref()
+        .or(settings.labels.get("blueprint"))
+}
+
+/// Composes the unit's blueprint and applies its resource adjustments, recording the last
+/// component that changed each value as its source. A blueprint that does not compose
+/// leaves the resources alone; the daemon fails the unit with the error.
+fn fold_blueprint(
+    config: &Config,
+    settings: &mut Unit,
+    provenance: &mut BTreeMap<String, Source>,
+) -> Option<(String, Result<Composed, ComposeError>)> {
+    let blueprint = blueprint_of(settings)?.clone();
     let composition = &config.hypervisor.composition;
-    let Ok(composed) =
-        hypernix_compose::compose(composition, &blueprint, &hypernix_compose::Values::new())
-    else {
-        return;
-    };
-    let source = |by: Vec<String>| {
-        by.last().map(|name| Source::Component {
-            name: name.clone(),
-            blueprint: blueprint.clone(),
-        })
-    };
-    let compute = &mut settings.resources.compute;
-    let (units, by) = composed.cpu_units(compute.units);
-    if let Some(s) = source(by) {
-        compute.units = units;
-        provenance.insert("resources.compute.units".into(), s);
+    let composed = hypernix_compose::compose(composition, &blueprint, &Values::new());
+    if let Ok(composed) = &composed {
+        let source = |by: Vec<String>| {
+            by.last().map(|name| Source::Component {
+                name: name.clone(),
+                blueprint: blueprint.clone(),
+            })
+        };
+        let compute = &mut settings.resources.compute;
+        let (units, by) = composed.cpu_units(compute.units);
+        if let Some(s) = source(by) {
+            compute.units = units;
+            provenance.insert("resources.compute.units".into(), s);
+        }
+        let memory = &mut settings.resources.memory;
+        let (bytes, by) = composed.memory_bytes(memory.size.bytes());
+        if let Some(s) = source(by) {
+            memory.size = Size(bytes);
+            provenance.insert("resources.memory.size".into(), s);
+        }
     }
-    let memory = &mut settings.resources.memory;
-    let (bytes, by) = composed.memory_bytes(memory.size.bytes());
-    if let Some(s) = source(by) {
-        memory.size = Size(bytes);
-        provenance.insert("resources.memory.size".into(), s);
-    }
+    Some((blueprint, composed))
 }
 
 /// Expands a unit's policies and tags and merges their layers.

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use hypernix_compute::ResolvedUnit;
-use hypernix_config::schema::composition::Composition;
 use hypernix_config::schema::compute::{Architecture, SecurityLevel, StorageRequest};
 use hypernix_vmm::{Accel, Boot, Disk, DiskFormat, DiskSource, Nic, TestGuest, VmSpec};
 
@@ -13,9 +12,8 @@ use crate::layout::Layout;
 use crate::model::{RestartPolicy, UnitSpec};
 use crate::storage::StorageEngine;
 
-/// The spec the daemon stores for a resolved unit, its blueprint composed from
-/// `composition`.
-pub fn unit_spec(unit: &ResolvedUnit, composition: &Composition) -> UnitSpec {
+/// The spec the daemon stores for a resolved unit.
+pub fn unit_spec(unit: &ResolvedUnit) -> UnitSpec {
     UnitSpec {
         vcpus: unit.cpu.vcpus,
         max_vcpus: unit.cpu.max_vcpus,
@@ -24,7 +22,7 @@ pub fn unit_spec(unit: &ResolvedUnit, composition: &Composition) -> UnitSpec {
         restart: RestartPolicy::from(unit.settings.workload.kind),
         labels: unit.settings.labels.clone(),
         settings: unit.settings.clone(),
-        composition: crate::compose::unit_composition(&unit.name, &unit.settings, composition),
+        composition: crate::compose::unit_composition(unit),
     }
 }
 

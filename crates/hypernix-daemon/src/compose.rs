@@ -10,35 +10,28 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
+use hypernix_compose::merge::protocol_name;
 use hypernix_compose::render::QEMU_FIRST_MAC;
-use hypernix_compose::{Values, compose, merge::protocol_name};
-use hypernix_compute::{Action, FieldChange, Plan, UnitChange};
-use hypernix_config::schema::composition::{Composition, VolumeKind};
-use hypernix_config::schema::compute::Unit;
+use hypernix_compute::{Action, FieldChange, Plan, ResolvedUnit, UnitChange};
+use hypernix_config::schema::composition::VolumeKind;
 use hypernix_vmm::{PortForward, Protocol};
 
 use crate::model::{ComposedDisk, ComposedPort, ForwardedPort, UnitComposition};
 
-/// The blueprint a unit names (`blueprint`, else `labels.blueprint`).
-pub fn blueprint_of(settings: &Unit) -> Option<&String> {
-    settings
-        .blueprint
-        .as_ref()
-        .or(settings.labels.get("blueprint"))
-}
-
-/// Composes the unit's blueprint, keeping an error for the unit to fail with.
-pub fn unit_composition(
-    name: &str,
-    settings: &Unit,
-    composition: &Composition,
-) -> Option<UnitComposition> {
-    let blueprint = blueprint_of(settings)?.clone();
-    Some(match compose(composition, &blueprint, &Values::new()) {
+/// The unit's composition as the daemon runs it, from the blueprint the resolver
+/// composed; a blueprint that did not compose keeps its error for the unit to fail with.
+pub fn unit_composition(unit: &ResolvedUnit) -> Option<UnitComposition> {
+    let (blueprint, composed) = unit.blueprint.as_ref()?;
+    let blueprint = blueprint.clone();
+    Some(match composed {
         Ok(c) => {
             // The daemon leaves MACs to QEMU, which gives the first NIC this one.
             UnitComposition {
-                seed: Some(hypernix_compose::seed(&c, &hostname(name), QEMU_FIRST_MAC)),
+                seed: Some(hypernix_compose::seed(
+                    c,
+                    &hostname(&unit.name),
+                    QEMU_FIRST_MAC,
+                )),
                 ports: c
                     .ports
                     .iter()

@@ -383,33 +383,36 @@ impl Daemon {
 
     /// The plan from the applied configuration to `raw`.
     pub fn plan(&self, raw: Map<String, Value>) -> Result<Plan, DaemonError> {
-        let (config, new) = Self::resolve_config(raw)?;
-        let mut plan = plan(&self.applied()?, &new);
-        let specs = new
-            .iter()
-            .map(|(name, unit)| {
-                (
-                    name.clone(),
-                    build::unit_spec(unit, &config.hypervisor.composition),
-                )
-            })
-            .collect();
-        self.plan_recomposed(&mut plan, &specs);
-        Ok(plan)
+        let new = Self::resolve(raw)?;
+        Ok(self.planned(&self.applied()?, &new).0)
     }
 
-    /// Marks the units whose composition changed from the running units' in `plan`.
-    fn plan_recomposed(&self, plan: &mut Plan, specs: &BTreeMap<String, UnitSpec>) {
-        let handles = self.shared.units.lock().expect("units lock").clone();
-        let old = handles
+    /// The plan from `old` to `new` and the specs of `new`'s units: a unit whose
+    /// composition changed from its running one's is marked to restart.
+    fn planned(
+        &self,
+        old: &BTreeMap<String, ResolvedUnit>,
+        new: &BTreeMap<String, ResolvedUnit>,
+    ) -> (Plan, BTreeMap<String, UnitSpec>) {
+        let mut plan = plan(old, new);
+        let specs: BTreeMap<String, UnitSpec> = new
+            .iter()
+            .map(|(name, unit)| (name.clone(), build::unit_spec(unit)))
+            .collect();
+        let running = self
+            .shared
+            .units
+            .lock()
+            .expect("units lock")
             .iter()
             .map(|(name, h)| (name.clone(), h.desired().spec.composition))
             .collect();
-        let new = specs
+        let wanted = specs
             .iter()
             .map(|(name, s)| (name.clone(), s.composition.clone()))
             .collect();
-        crate::compose::plan_recomposed(plan, &old, &new);
+        crate::compose::plan_recomposed(&mut plan, &running, &wanted);
+        (plan, specs)
     }
 
     /// Applies a configuration: every configured unit should run.
@@ -420,17 +423,7 @@ impl Daemon {
             .configure(&config.hypervisor.security)
             .map_err(|e| DaemonError::Config(vec![format!("security: {e}")]))?;
         let old = self.applied().unwrap_or_default();
-        let mut plan = plan(&old, &new);
-        let specs: BTreeMap<String, UnitSpec> = new
-            .iter()
-            .map(|(name, unit)| {
-                (
-                    name.clone(),
-                    build::unit_spec(unit, &config.hypervisor.composition),
-                )
-            })
-            .collect();
-        self.plan_recomposed(&mut plan, &specs);
+        let (plan, specs) = self.planned(&old, &new);
         let actions: BTreeMap<&str, Action> = plan
             .units
             .iter()
