@@ -1,27 +1,13 @@
 //! `hypernix compose ...` as a user runs it: the real binary and real configuration files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-fn hypernix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hypernix"))
-        .args(args)
-        .output()
-        .expect("the hypernix binary runs")
-}
+mod kit;
 
-fn examples() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/design/examples.nix")
-        .display()
-        .to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use kit::{examples, hypernix, text};
 
 fn config(dir: &Path, composition: Value) -> PathBuf {
     let p = dir.join("config.json");

@@ -1,25 +1,10 @@
 //! `hypernix config ...` as a user runs it: the real binary, real files, real Nix.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn hypernix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hypernix"))
-        .args(args)
-        .output()
-        .expect("the hypernix binary runs")
-}
+mod kit;
 
-fn examples() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/design/examples.nix")
-        .display()
-        .to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use kit::{examples, hypernix, text};
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);

@@ -27,6 +27,27 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hypernix")
 }
 
+/// Runs the hypernix binary with `args`, no daemon involved.
+pub fn hypernix(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("the hypernix binary runs")
+}
+
+/// The seed's example configuration, `../shared/design/examples.nix` beside the checkout.
+pub fn examples() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/design/examples.nix")
+        .display()
+        .to_string()
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.
 pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
