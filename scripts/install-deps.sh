@@ -7,9 +7,11 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # debootstrap, extlinux, syslinux-common and fdisk build the Debian guest (scripts/debian-image.sh);
-# genisoimage and cloud-init check the composed cloud-init seeds.
+# genisoimage and cloud-init check the composed cloud-init seeds; prometheus (for promtool)
+# and python3-prometheus-client check the /metrics exposition.
 WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server
-      genisoimage cloud-init debootstrap extlinux syslinux-common fdisk)
+      genisoimage cloud-init debootstrap extlinux syslinux-common fdisk
+      prometheus python3-prometheus-client)
 missing=()
 for pkg in "${WANT[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -47,6 +47,11 @@ impl Credential {
         )
     }
 
+    /// The token, if one was sent.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The decision of the request's last authorized field.
     pub fn decision(&self) -> Option<Decision> {
         self.decision.lock().expect("credential lock").clone()
@@ -123,6 +128,12 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Subscription, "backupProgress") => rule("backup.watch", "storage", "read", none),
         (Subscription, "backupCompleted") => rule("backup.watch", "storage", "read", none),
         (Subscription, "events") => rule("event.watch", "any", "read", none),
+        (Query, "metrics") => rule("monitor.metrics", "any", "read", none),
+        (Query, "alerts") => rule("monitor.alerts", "any", "read", none),
+        (Query, "whyAlert") => rule("monitor.why", "any", "read", none),
+        (Query, "capacity") => rule("monitor.capacity", "any", "read", none),
+        (Subscription, "anomalies") => rule("monitor.watch", "any", "read", none),
+        (Subscription, "alerts") => rule("monitor.watch", "any", "read", none),
         (Subscription, "computeUnitStateChanged") => {
             rule("unit.watch", "compute", "read", Unit("name"))
         }

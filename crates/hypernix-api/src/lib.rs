@@ -1,6 +1,6 @@
 //! The GraphQL API of hypernix: compute units, tags, policies, configuration apply and
-//! plan, storage tiers, volumes and heat maps, backups, capabilities, and the event log, with
-//! live subscriptions; the server that serves it, and the client the command line uses. The
+//! plan, storage tiers, volumes and heat maps, backups, capabilities, metrics and alerts, and
+//! the event log, with live subscriptions; `/metrics` in the Prometheus text format; the server that serves it, and the client the command line uses. The
 //! schema is checked in at `schema.graphql`.
 
 #![warn(missing_docs)]
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod caps;
 pub mod client;
+pub mod monitor;
 pub mod schema;
 pub mod server;
 pub mod storage;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::backup::{BackupMutation, BackupQuery, BackupSubscription};
 use crate::caps::CapsMutation;
+use crate::monitor::{MonitorQuery, MonitorSubscription};
 use crate::storage::{StorageMutation, StorageQuery, StorageSubscription};
 use crate::types::EventFilter;
 use crate::units::{UnitMutation, UnitQuery, UnitSubscription};
@@ -88,6 +89,7 @@ pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
         DaemonError::Backup { .. } => "BACKUP_FAILED",
         DaemonError::Store(_) => "INTERNAL",
         DaemonError::Storage(_) => "STORAGE",
+        DaemonError::Monitor(_) => "MONITOR",
     };
     let details = match &e {
         DaemonError::Config(errors) => errors.clone(),
@@ -145,7 +147,7 @@ pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<St
 
 /// Read-only queries.
 #[derive(MergedObject, Default)]
-pub struct Query(UnitQuery, StorageQuery, BackupQuery);
+pub struct Query(UnitQuery, StorageQuery, BackupQuery, MonitorQuery);
 
 /// Changes.
 #[derive(MergedObject, Default)]
@@ -153,14 +155,19 @@ pub struct Mutation(UnitMutation, CapsMutation, StorageMutation, BackupMutation)
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(UnitSubscription, StorageSubscription, BackupSubscription);
+pub struct Subscription(
+    UnitSubscription,
+    StorageSubscription,
+    BackupSubscription,
+    MonitorSubscription,
+);
 
 /// Counts the subscriptions open on one connection.
 #[derive(Default)]
 pub struct ConnectionSubscriptions(pub Arc<AtomicU32>);
 
 /// Holds one subscription's place in its connection's count.
-struct Slot(Arc<AtomicU32>);
+pub(crate) struct Slot(Arc<AtomicU32>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -168,7 +175,7 @@ impl Drop for Slot {
     }
 }
 
-fn take_slot(ctx: &Context<'_>) -> async_graphql::Result<Option<Slot>> {
+pub(crate) fn take_slot(ctx: &Context<'_>) -> async_graphql::Result<Option<Slot>> {
     let Ok(counter) = ctx.data::<ConnectionSubscriptions>() else {
         return Ok(None);
     };

@@ -1,6 +1,7 @@
 //! The HTTP side: `POST /graphql` for queries and mutations, `GET /graphql` upgraded to a
 //! WebSocket for subscriptions (graphql-transport-ws, and the legacy graphql-ws), and
-//! GraphiQL at `/` when enabled.
+//! GraphiQL at `/` when enabled, and `GET /metrics` in the Prometheus text format (with a
+//! token allowing `monitor.metrics`, as `Authorization: Bearer TOKEN`).
 
 use std::sync::Arc;
 
@@ -11,10 +12,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use hypernix_caps::{Access, Request};
 use hypernix_daemon::Daemon;
 
 use crate::auth::Credential;
@@ -22,9 +24,13 @@ use crate::schema::{self, ConnectionSubscriptions, HypernixSchema, Limits};
 
 /// The API's routes over a daemon.
 pub fn router(daemon: Arc<Daemon>, limits: Limits, graphiql: bool) -> Router {
-    let schema = schema::build(Some(daemon), limits);
+    let schema = schema::build(Some(daemon.clone()), limits);
     let mut r = Router::new()
         .route("/graphql", get(subscribe).post(query))
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| metrics(daemon.clone(), headers)),
+        )
         .layer(DefaultBodyLimit::max(limits.body_size));
     if graphiql {
         r = r.route("/", get(graphiql_page));
@@ -53,6 +59,29 @@ async fn query(
             StatusCode::BAD_REQUEST,
             format!("not a GraphQL request: {e}"),
         ),
+    }
+}
+
+/// The latest metrics, for a token allowed `monitor.metrics` (audited like any request).
+async fn metrics(daemon: Arc<Daemon>, headers: HeaderMap) -> Response {
+    let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = Credential::from_header(token).token().map(str::to_string);
+    let request = Request::new("monitor.metrics", Access::new("any", "read"));
+    match daemon.guard().authorize(token.as_deref(), &request) {
+        Ok(_) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            daemon.monitor().exposition(),
+        )
+            .into_response(),
+        Err(denied) => (
+            if token.is_none() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            format!("/metrics: {}\n", denied.reason),
+        )
+            .into_response(),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::build;
 use crate::error::DaemonError;
 use crate::layout::Layout;
 use crate::model::{Desired, Observed, Power, UnitSpec, UnitStatus};
+use crate::monitor::Monitor;
 use crate::security::Guard;
 use crate::storage::StorageEngine;
 use crate::unit::{Command, UnitHandle};
@@ -168,6 +169,7 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
     /// Numbers jobs (applies) within this daemon's life.
     jobs: std::sync::atomic::AtomicU64,
+    monitor: Monitor,
 }
 
 impl Daemon {
@@ -246,6 +248,13 @@ impl Daemon {
                 .insert(name, handle);
         }
         let (shutdown, _) = watch::channel(false);
+        let monitor = Monitor::open(
+            &shared.layout,
+            applied
+                .as_ref()
+                .map(|c| c.hypervisor.monitoring.clone())
+                .unwrap_or_default(),
+        );
         let daemon = Arc::new(Daemon {
             shared,
             listen,
@@ -254,14 +263,21 @@ impl Daemon {
             guard,
             shutdown,
             jobs: std::sync::atomic::AtomicU64::new(0),
+            monitor,
         });
         crate::backup::Scheduler::spawn(Arc::downgrade(&daemon));
+        Monitor::spawn(Arc::downgrade(&daemon));
         Ok(daemon)
     }
 
     /// The authorizer and audit log every request passes.
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// Metrics, anomaly detection and alerts.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The state directory's layout.
@@ -464,6 +480,7 @@ impl Daemon {
         s.storage
             .configure(&config.hypervisor.storage, &s.layout, &s.bus)
             .await;
+        self.monitor.configure(&config.hypervisor.monitoring);
         for change in &plan.units {
             let payload = serde_json::to_value(change).unwrap_or_default();
             self.shared

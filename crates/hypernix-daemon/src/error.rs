@@ -33,4 +33,7 @@ pub enum DaemonError {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// Monitoring could not answer.
+    #[error("monitoring: {0}")]
+    Monitor(String),
 }

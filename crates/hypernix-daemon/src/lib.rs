@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod error;
 pub mod layout;
 pub mod model;
+pub mod monitor;
 pub mod security;
 pub mod storage;
 mod unit;

@@ -35,6 +35,9 @@ pub struct Config {
     /// How far beyond the range seen so far, as a share of it, a value must lie to count
     /// as a new extreme.
     pub margin: f64,
+    /// The smallest change that matters, in the series' unit (0: any): the range used
+    /// for levels and the running standard deviation are never taken below it.
+    pub resolution: f64,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             mix: 0.5,
             horizon: 1000.0,
             margin: 0.005,
+            resolution: 0.0,
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct Detector {
     mean: f64,
     var: f64,
     since_fire: u32,
+    raw: f64,
 }
 
 impl Detector {
@@ -79,6 +84,7 @@ impl Detector {
             max: f64::NEG_INFINITY,
             mean: 0.0,
             var: 0.0,
+            raw: 0.0,
         }
     }
 
@@ -97,14 +103,21 @@ impl Detector {
         score >= 1.0 - self.config.sensitivity.clamp(0.0, 1.0)
     }
 
+    /// The last step's score before learning and the rest period silenced it: it stays
+    /// high for as long as the anomaly lasts, which alert persistence counts on.
+    pub fn last_raw(&self) -> f64 {
+        self.raw
+    }
+
     /// Scores the next value of the series, in `[0, 1]`. Non-finite values score 0 and are
     /// not learned.
     pub fn step(&mut self, value: f64) -> f64 {
         if !value.is_finite() {
+            self.raw = 0.0;
             return 0.0;
         }
         self.seen += 1;
-        let margin = (self.max - self.min) * self.config.margin;
+        let margin = ((self.max - self.min) * self.config.margin).max(self.config.resolution);
         let outside = self.seen > 1 && (value < self.min - margin || value > self.max + margin);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -115,6 +128,11 @@ impl Detector {
         }
         let mix = self.config.mix.clamp(0.0, 1.0);
         let raw = ((1.0 - mix) * novelty + mix * self.deviation(value)).clamp(0.0, 1.0);
+        self.raw = if self.seen <= u64::from(self.config.learning) {
+            0.0
+        } else {
+            raw
+        };
         if self.seen <= u64::from(self.config.learning) {
             return 0.0;
         }
@@ -131,8 +149,11 @@ impl Detector {
     fn deviation(&mut self, value: f64) -> f64 {
         let alpha = 1.0 / (self.seen as f64).min(self.config.horizon.max(1.0));
         let d = value - self.mean;
-        let z2 = if self.var > 0.0 {
-            d * d / self.var
+        let var = self
+            .var
+            .max(self.config.resolution * self.config.resolution);
+        let z2 = if var > 0.0 {
+            d * d / var
         } else if d != 0.0 {
             100.0
         } else {
@@ -145,7 +166,7 @@ impl Detector {
 
     fn level(&self, value: f64) -> u8 {
         let top = f64::from(self.config.levels.max(2) - 1);
-        let range = self.max - self.min;
+        let range = (self.max - self.min).max(self.config.resolution);
         if range <= 0.0 {
             return 0;
         }

@@ -4,12 +4,20 @@
 //! - [`Detector`] scores one series point by point: [`Detector::step`] takes a value and
 //!   returns an anomaly score in `[0, 1]`. Memory per series is fixed at construction
 //!   ([`Detector::memory_bytes`]) and each step does a constant amount of work.
+//! - [`alert::Gate`] turns anomalous points into alerts (persistence, cooldown);
+//!   [`cause::rank`] ranks the units and events that may have caused one;
+//!   [`exposition`] writes metrics in the Prometheus text format.
 //! - [`nab`] reads the NAB corpus, runs a detector over it, writes results in NAB's layout
 //!   and scores them exactly as NAB's sweeper does (see `docs/monitoring.md`).
 #![deny(missing_docs)]
 
+pub mod alert;
+pub mod capacity;
+pub mod cause;
 mod context;
 mod detector;
+pub mod exposition;
+pub mod forecast;
 pub mod nab;
 pub mod tsdb;
 

@@ -167,7 +167,7 @@ impl Daemon {
     }
 
     /// The unit's running VM, if it has one.
-    async fn unit_vm(&self, unit: &str) -> Option<Arc<Vm>> {
+    pub(crate) async fn unit_vm(&self, unit: &str) -> Option<Arc<Vm>> {
         let handle = self.handle(unit).ok()?;
         let (tx, rx) = oneshot::channel();
         handle.send(Command::Vm(tx)).await.ok()?;

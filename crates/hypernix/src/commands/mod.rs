@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(cmd) => backup::run(cmd, &client),
         Command::Caps(cmd) => caps::run(&client, cmd),
         Command::Audit(cmd) => caps::audit(cmd),
-        Command::Monitor(cmd) => monitor::run(cmd),
+        Command::Monitor(cmd) => monitor::run(cmd, &client),
         Command::Serve(args) => daemon::serve(&api, args),
         Command::Up {
             files,

@@ -1,4 +1,5 @@
-//! `hypernix monitor ...`: the anomaly detector and its evaluation on NAB.
+//! `hypernix monitor ...`: the daemon's metrics, alerts, their causes and capacity
+//! forecasts; the anomaly detector's evaluation on NAB.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,13 +13,62 @@ use hypernix_monitor::nab::{self, Corpus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use crate::cli::OutputArgs;
 use crate::output;
+use hypernix_api::client::Client;
+
+mod daemon;
 
 /// Anomaly detection.
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
     /// Run the detector over the Numenta Anomaly Benchmark and print its scores.
     Nab(NabArgs),
+    /// List the daemon's latest alerts, newest first.
+    Alerts {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Explain an alert: the units of this host and the logged events ranked as causes.
+    Why {
+        /// The alert's id (from `monitor alerts`).
+        alert: u64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Forecast CPU, memory, filesystem and storage tier use against capacity.
+    Capacity {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print a metric's series from the daemon's time-series store.
+    Query {
+        /// The metric name, such as hypernix_unit_cpu_usage_ratio.
+        metric: String,
+        /// Only series with this label (LABEL=VALUE; repeatable).
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+        /// Seconds back from now.
+        #[arg(long, default_value_t = 3600)]
+        since: i64,
+        /// Most points per series (a coarser resolution is picked to fit).
+        #[arg(long, default_value_t = 500)]
+        max_points: usize,
+        /// Print `timestamp,value` CSV (the mean of each point) of the first series.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+fn label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: give a label as LABEL=VALUE"))
 }
 
 /// `monitor nab` arguments.
@@ -35,10 +85,21 @@ pub struct NabArgs {
     json: bool,
 }
 
-/// Runs a `monitor` command.
-pub fn run(cmd: MonitorCommand) -> anyhow::Result<ExitCode> {
+/// Runs a `monitor` command; `client` reaches the daemon.
+pub fn run(cmd: MonitorCommand, client: &Client) -> anyhow::Result<ExitCode> {
     match cmd {
         MonitorCommand::Nab(args) => nab_run(args),
+        MonitorCommand::Alerts { limit, out } => daemon::alerts(client, limit, out),
+        MonitorCommand::Why { alert, out } => daemon::why(client, alert, out),
+        MonitorCommand::Capacity { out } => daemon::capacity(client, out),
+        MonitorCommand::Query {
+            metric,
+            labels,
+            since,
+            max_points,
+            csv,
+            out,
+        } => daemon::query(client, &metric, labels, since, max_points, csv, out),
     }
 }
 

@@ -113,11 +113,22 @@ impl Default for Nats {
 }
 
 /// `hypervisor.monitoring`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Monitoring {
+    /// How often metrics are collected.
+    pub interval: Duration,
     /// Anomaly detection and forecasting.
     pub ai: MonitoringAi,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            interval: Duration::secs(10),
+            ai: MonitoringAi::default(),
+        }
+    }
 }
 
 /// `monitoring.ai`.
@@ -157,6 +168,8 @@ pub struct Detector {
     pub sensitivity: f64,
     /// Consecutive anomalous samples before an anomaly is raised.
     pub persistence: u32,
+    /// Samples a new series only learns from before it is scored.
+    pub learning: u32,
 }
 
 impl Default for Detector {
@@ -166,6 +179,7 @@ impl Default for Detector {
             algorithm: DetectorAlgorithm::default(),
             sensitivity: 0.5,
             persistence: 3,
+            learning: 150,
         }
     }
 }
@@ -174,17 +188,35 @@ impl Default for Detector {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorAlgorithm {
-    /// A vote of the others.
+    /// Context novelty and deviation mixed (the detector benchmarked on NAB).
     #[default]
     Ensemble,
-    /// Distance from the median in median absolute deviations.
+    /// Distance from the median in median absolute deviations (not implemented yet).
     RobustZscore,
     /// Distance from an exponentially weighted moving average.
     Ewma,
-    /// Spectral residual saliency.
+    /// Spectral residual saliency (not implemented yet).
     SpectralResidual,
-    /// Isolation forest.
+    /// Isolation forest (not implemented yet).
     IsolationForest,
+}
+
+impl DetectorAlgorithm {
+    /// The algorithm's name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorAlgorithm::Ensemble => "ensemble",
+            DetectorAlgorithm::RobustZscore => "robust-zscore",
+            DetectorAlgorithm::Ewma => "ewma",
+            DetectorAlgorithm::SpectralResidual => "spectral-residual",
+            DetectorAlgorithm::IsolationForest => "isolation-forest",
+        }
+    }
+
+    /// Whether the daemon can run it.
+    pub fn implemented(self) -> bool {
+        matches!(self, DetectorAlgorithm::Ensemble | DetectorAlgorithm::Ewma)
+    }
 }
 
 /// `monitoring.ai.prediction`.
@@ -350,6 +382,11 @@ impl Events {
 impl Monitoring {
     /// Checks detectors, horizons and the alert cooldown.
     pub(crate) fn validate(&self, problems: &mut Problems) {
+        check_positive(
+            self.interval,
+            AttrPath::root().join("monitoring").join("interval"),
+            problems,
+        );
         let at = AttrPath::root().join("monitoring").join("ai");
         for (name, detector) in &self.ai.detectors {
             let path = at.join("detectors").join(name);
@@ -373,6 +410,16 @@ impl Monitoring {
                     format!(
                         "{} is out of range; use a number from 0 to 1",
                         detector.sensitivity
+                    ),
+                );
+            }
+            if !detector.algorithm.implemented() {
+                problems.at(
+                    path.join("algorithm"),
+                    format!(
+                        "`{}` has no implementation yet; use \"ensemble\" (context novelty and \
+                         deviation, the detector measured on NAB) or \"ewma\"",
+                        detector.algorithm.as_str()
                     ),
                 );
             }

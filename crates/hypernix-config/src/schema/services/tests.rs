@@ -81,13 +81,13 @@ fn full() -> Value {
                  "limits": { "depth": 8, "complexity": 500, "bodySize": "64Ki" } },
         "events": { "bus": "nats", "nats": { "url": "tls://nats.example.org:4222", "stream": "HYPERNIX_EVENTS",
                                              "maxAge": "7d" } },
-        "monitoring": { "ai": {
+        "monitoring": { "interval": "2s", "ai": {
             "enable": true,
             "detectors": {
-                "cpu": { "metrics": [ "unit_cpu_*" ], "algorithm": "robust-zscore", "sensitivity": 0.8, "persistence": 5 },
-                "io": { "metrics": [ "unit_disk_*", "unit_net_*" ], "algorithm": "isolation-forest" },
+                "cpu": { "metrics": [ "unit_cpu_*" ], "algorithm": "ensemble", "sensitivity": 0.8, "persistence": 5 },
+                "io": { "metrics": [ "unit_disk_*", "unit_net_*" ], "algorithm": "ewma", "learning": 30 },
                 "mem": { "metrics": [ "unit_memory_bytes" ], "algorithm": "ewma" },
-                "lat": { "metrics": [ "api_latency_*" ], "algorithm": "spectral-residual", "sensitivity": 0 }
+                "lat": { "metrics": [ "api_latency_*" ], "sensitivity": 0 }
             },
             "prediction": { "capacity": { "horizons": [ "30m", "12h" ] } },
             "actions": { "alert": { "cooldown": "1h" } }
@@ -108,17 +108,13 @@ fn full_example_parses_validates_and_round_trips() {
     assert_eq!(events.nats.max_age, Duration::secs(7 * 86_400));
     let monitoring: Monitoring = parse(v["monitoring"].clone()).unwrap();
     let detectors = &monitoring.ai.detectors;
-    assert_eq!(detectors["cpu"].algorithm, DetectorAlgorithm::RobustZscore);
+    assert_eq!(monitoring.interval, Duration::secs(2));
+    assert_eq!(detectors["cpu"].algorithm, DetectorAlgorithm::Ensemble);
     assert_eq!(detectors["cpu"].persistence, 5);
-    assert_eq!(
-        detectors["io"].algorithm,
-        DetectorAlgorithm::IsolationForest
-    );
+    assert_eq!(detectors["io"].learning, 30);
     assert_eq!(detectors["mem"].algorithm, DetectorAlgorithm::Ewma);
-    assert_eq!(
-        detectors["lat"].algorithm,
-        DetectorAlgorithm::SpectralResidual
-    );
+    assert_eq!(detectors["mem"].learning, 150);
+    assert_eq!(detectors["lat"].algorithm, DetectorAlgorithm::Ensemble);
     assert_eq!(monitoring.ai.prediction.capacity.horizons.len(), 2);
     assert_eq!(monitoring.ai.actions.alert.cooldown, Duration::secs(3600));
     let migration: Migration = parse(v["migration"].clone()).unwrap();
@@ -302,6 +298,18 @@ fn monitoring_rules() {
         detector(json!({ "metrics": [ "a" ], "persistence": 0 })),
         &format!("{at}.persistence"),
         "use 1 or more",
+    );
+    for unimplemented in ["robust-zscore", "spectral-residual", "isolation-forest"] {
+        one_problem(
+            detector(json!({ "metrics": [ "a" ], "algorithm": unimplemented })),
+            &format!("{at}.algorithm"),
+            &format!("`{unimplemented}` has no implementation yet; use \"ensemble\""),
+        );
+    }
+    one_problem(
+        json!({ "monitoring": { "interval": "0s" } }),
+        "hypervisor.monitoring.interval",
+        "longer than 0",
     );
     one_problem(
         json!({ "monitoring": { "ai": { "prediction": { "capacity": { "horizons": [ "1h", "0s" ] } } } } }),
