@@ -133,7 +133,9 @@ pub struct CapacityForecast {
     pub capacity: f64,
     /// Points of history behind the forecast.
     pub history_points: usize,
-    /// When use is forecast to reach capacity, within the horizon.
+    /// How far ahead the forecast looked, in seconds.
+    pub horizon_secs: u64,
+    /// When use is forecast to reach capacity, within that horizon.
     pub crosses_at: Option<DateTime<Utc>>,
     /// Why there is no forecast, when there is none.
     pub note: Option<String>,
@@ -243,6 +245,7 @@ impl MonitorQuery {
                     used: r.used,
                     capacity: r.capacity,
                     history_points: r.history_points,
+                    horizon_secs: r.horizon_secs,
                     crosses_at: r.crosses_at_ms.map(time),
                     note: r.note,
                 })

@@ -244,3 +244,60 @@ fn cpu_burner_alerts_on_its_unit_and_why_ranks_it_first() {
         kit::text(&bad.stderr)
     );
 }
+
+#[test]
+fn a_filling_tier_raises_a_predictive_alert_before_it_is_full() {
+    let _g = heavy();
+    let d = TestDaemon::start();
+    let state = d.state().display();
+    let f = d.config(
+        "c.nix",
+        &format!(
+            r#"{{
+  hypervisor.storage.defaultTier = 0;
+  hypervisor.storage.tiers.only = {{ level = 0; providers = [ {{ type = "ssd-array"; capacity = "160Mi"; location = "{state}/tiers/only"; }} ]; }};
+  hypervisor.compute.units.writer = {{
+    resources.memory.size = "256Mi";
+    storage = [ {{ name = "data"; capability = "block"; size = "512Mi"; }} ];
+  }};
+  hypervisor.monitoring.interval = "1s";
+  hypervisor.monitoring.ai.prediction.capacity.horizons = [ "10m" ];
+}}"#
+        ),
+    );
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    d.wait_ready("writer");
+    let mut console = Console::open(&d, "writer");
+    // 1 MiB a second of new data: the 160 MiB tier fills in under three minutes.
+    console.run(
+        "(i=0; while [ $i -lt 400 ]; do dd if=/dev/urandom of=/dev/vda bs=1M count=1 seek=$i \
+         conv=fsync 2>/dev/null; i=$((i+1)); sleep 1; done) & true",
+    );
+    let started = Instant::now();
+    let predicted = wait_until(Duration::from_secs(120), "a capacity prediction", || {
+        d.events("monitor.predicted").into_iter().next()
+    });
+    let p = &predicted["payload"];
+    assert_eq!(p["resource"], "tier/only", "{predicted}");
+    let used = p["used"].as_f64().unwrap();
+    let capacity = p["capacity"].as_f64().unwrap();
+    assert!(used < capacity, "predicted before full: {predicted}");
+    let at = p["crossesAtMs"].as_i64().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(at > now - 60_000 && at < now + 600_000, "{predicted}");
+    eprintln!(
+        "predicted {} s after writing began, at {:.0}% used, full in {} s",
+        started.elapsed().as_secs(),
+        used / capacity * 100.0,
+        (at - now) / 1000
+    );
+    let report = d.json(&["monitor", "capacity", "--json"]);
+    let tier = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "tier/only")
+        .cloned()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(tier["crossesAt"].is_string(), "{tier}");
+}

@@ -84,12 +84,14 @@ impl Collector {
             let path = state_dir.display().to_string();
             let block = fs.f_frsize as f64;
             let size = fs.f_blocks as f64 * block;
-            out.push(Sample::new(&HOST_FS_SIZE, &[("path", &path)], size));
+            let l = [("path", path.as_str())];
+            out.push(Sample::new(&HOST_FS_SIZE, &l, size));
             out.push(Sample::new(
                 &HOST_FS_USED,
-                &[("path", &path)],
-                size - fs.f_bavail as f64 * block,
+                &l,
+                size - fs.f_bfree as f64 * block,
             ));
+            out.push(Sample::new(&HOST_FS_AVAIL, &l, fs.f_bavail as f64 * block));
         }
         out
     }

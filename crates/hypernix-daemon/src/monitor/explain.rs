@@ -64,7 +64,10 @@ pub struct Resource {
     pub capacity: f64,
     /// Points of history the forecast rests on.
     pub history_points: usize,
-    /// When the forecast crosses capacity within the longest horizon (ms since the epoch).
+    /// How far ahead the forecast looked, in seconds (the longest horizon, or less when
+    /// the history is too short to look that far).
+    pub horizon_secs: u64,
+    /// When the forecast crosses capacity within that horizon (ms since the epoch).
     pub crosses_at_ms: Option<i64>,
     /// Why there is no forecast, when there is none.
     pub note: Option<String>,
@@ -268,7 +271,10 @@ impl Daemon {
         {
             for k in keys {
                 if k.name == metrics::HOST_FS_USED.name {
-                    let cap = latest(metrics::HOST_FS_SIZE.name, &k.labels);
+                    // Full means nothing left for unprivileged users, as `df` counts.
+                    let avail = latest(metrics::HOST_FS_AVAIL.name, &k.labels);
+                    let used = latest(metrics::HOST_FS_USED.name, &k.labels);
+                    let cap = avail.zip(used).map(|(a, u)| a + u);
                     pairs.push(("filesystem".into(), &metrics::HOST_FS_USED, k.labels, cap));
                 } else if k.name == metrics::TIER_USED.name {
                     let cap = latest(metrics::TIER_CAPACITY.name, &k.labels);
@@ -346,6 +352,7 @@ impl Daemon {
             used: points.last().map_or(0.0, |p| p.last),
             capacity: capacity.unwrap_or(0.0),
             history_points: history.len(),
+            horizon_secs: 0,
             crosses_at_ms: None,
             note: None,
         };
@@ -363,17 +370,14 @@ impl Daemon {
         let mut gaps: Vec<i64> = history.windows(2).map(|w| w[1].0 - w[0].0).collect();
         gaps.sort_unstable();
         let step = gaps[gaps.len() / 2].max(1);
+        // A forecast looks at most MAX_STEPS of the history's spacing ahead.
         let horizon_ms = (horizon_secs as i64 * 1000).min(step * MAX_STEPS);
         match hypernix_monitor::capacity::crossing(&history, step, capacity, horizon_ms) {
-            Ok(c) => r.crosses_at_ms = c.map(|c| c.at_ms),
+            Ok(c) => {
+                r.crosses_at_ms = c.map(|c| c.at_ms);
+                r.horizon_secs = (horizon_ms / 1000) as u64;
+            }
             Err(e) => r.note = Some(e.to_string()),
-        }
-        if horizon_ms < horizon_secs as i64 * 1000 {
-            let note = format!(
-                "forecast limited to {} s ({MAX_STEPS} steps of the history's spacing)",
-                horizon_ms / 1000
-            );
-            r.note.get_or_insert(note);
         }
         r
     }

@@ -51,6 +51,8 @@ defs! {
         "Size of the filesystem holding the state directory.";
     HOST_FS_USED = "hypernix_host_filesystem_used_bytes", Gauge, 64.0 * MIB,
         "Bytes used on the filesystem holding the state directory.";
+    HOST_FS_AVAIL = "hypernix_host_filesystem_avail_bytes", Gauge, 64.0 * MIB,
+        "Bytes available to unprivileged users on the filesystem holding the state directory.";
     UNIT_UP = "hypernix_unit_up", Gauge, 1.0,
         "1 when the unit's VM runs, else 0.";
     UNIT_VCPUS = "hypernix_unit_vcpus", Gauge, 1.0,

@@ -9,7 +9,7 @@
 //!    skipped or start over); anomalies go to live subscribers;
 //! 4. an alert (`persistence` anomalous points in a row, then `cooldown`) is published as
 //!    event `monitor.alert` (subject `unit/NAME`, or `host`); its id is the alert's id;
-//! 5. once a minute, capacity forecasts: a resource forecast to cross its capacity within
+//! 5. once a minute (or every 15 collections, when sooner), capacity forecasts: a resource forecast to cross its capacity within
 //!    the shortest `prediction.capacity.horizons` publishes `monitor.predicted`.
 
 mod collect;
@@ -36,8 +36,10 @@ use metrics::Sample;
 use crate::Daemon;
 use crate::layout::Layout;
 
-/// How often the store is rolled up and capacity is forecast.
+/// How often, at most, the store is rolled up and capacity is forecast.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// ... and at least every this many collections.
+const HOUSEKEEPING_COLLECTIONS: u32 = 15;
 
 /// The daemon's monitoring: the store, the latest samples and the live anomaly feed.
 pub struct Monitor {
@@ -132,7 +134,7 @@ impl Monitor {
                     run.collector
                         .backup_event(&e.kind, &e.payload, e.time.timestamp() as f64);
                 }
-                run.collect(&d).await;
+                run.collect(&d, interval).await;
             }
         });
     }
@@ -152,7 +154,7 @@ struct Run {
 }
 
 impl Run {
-    async fn collect(&mut self, d: &Arc<Daemon>) {
+    async fn collect(&mut self, d: &Arc<Daemon>, interval: Duration) {
         let at_ms = chrono::Utc::now().timestamp_millis();
         let monitor = d.monitor();
         let mut samples = self.collector.host(d.layout().root());
@@ -224,7 +226,7 @@ impl Run {
         }
         let due = self
             .last_housekeeping
-            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING);
+            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING.min(interval * HOUSEKEEPING_COLLECTIONS));
         if due {
             self.last_housekeeping = Some(tokio::time::Instant::now());
             self.housekeeping(d, at_ms).await;

@@ -81,13 +81,12 @@ pub fn why(client: &Client, alert: u64, out: OutputArgs) -> anyhow::Result<ExitC
 }
 
 pub fn capacity(client: &Client, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let q = "{ capacity { horizonSecs resources { name used capacity historyPoints crossesAt note } } }";
+    let q = "{ capacity { horizonSecs resources { name used capacity historyPoints horizonSecs crossesAt note } } }";
     let report: Value = client.request(q, json!({}), "capacity")?;
     if out.json {
         output::json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let horizon = report["horizonSecs"].as_u64().unwrap_or(0);
     let mut t = output::table(["RESOURCE", "USED", "CAPACITY", "USE", "FULL BY", "HISTORY"]);
     for r in report["resources"].as_array().into_iter().flatten() {
         let used = r["used"].as_f64().unwrap_or(0.0);
@@ -95,12 +94,23 @@ pub fn capacity(client: &Client, out: OutputArgs) -> anyhow::Result<ExitCode> {
         let full = match (r["crossesAt"].as_str(), r["note"].as_str()) {
             (Some(at), _) => at.to_string(),
             (None, Some(note)) => note.to_string(),
-            (None, None) => format!("not within {} d", horizon / 86_400),
+            (None, None) => format!(
+                "not within {}",
+                span(r["horizonSecs"].as_u64().unwrap_or(0))
+            ),
+        };
+        let name = r["name"].as_str().unwrap_or_default().to_string();
+        let amount = |v: f64| {
+            if name == "cpu" {
+                format!("{:.1}%", v * 100.0)
+            } else {
+                hypernix_config::Size(v.max(0.0) as u64).to_string()
+            }
         };
         t.add_row([
-            r["name"].as_str().unwrap_or_default().to_string(),
-            format!("{used:.4}"),
-            format!("{cap:.4}"),
+            name.clone(),
+            amount(used),
+            amount(cap),
             if cap > 0.0 {
                 format!("{:.1}%", used / cap * 100.0)
             } else {
@@ -112,6 +122,15 @@ pub fn capacity(client: &Client, out: OutputArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `secs` as days, hours or minutes.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{:.1} d", s as f64 / 86_400.0),
+        s if s >= 3600 => format!("{:.1} h", s as f64 / 3600.0),
+        s => format!("{} min", s / 60),
+    }
 }
 
 pub fn query(
