@@ -11,5 +11,6 @@
 mod context;
 mod detector;
 pub mod nab;
+pub mod tsdb;
 
 pub use detector::{Config, Detector};
