@@ -16,7 +16,7 @@ pub mod scorer;
 
 use std::path::PathBuf;
 
-pub use corpus::{Corpus, CostMatrix, Profile, Series};
+pub use corpus::{Corpus, CostMatrix, Profile, Series, read_csv};
 pub use run::{Evaluation, ProfileResult, run};
 
 /// What went wrong reading a NAB directory or writing results.
