@@ -14,7 +14,7 @@
 //!    end of the last rolled bucket) so a bucket is rolled up once. A sample appended
 //!    behind the minute watermark stays raw and is not rolled up.
 //! 4. **Retention.** [`Tsdb::compact`] then deletes, per resolution, points older than
-//!    its [`Retention`].
+//!    its [`Retention`], but never points the next resolution has not rolled up yet.
 //! 5. **Queries.** [`Tsdb::query`] reads the stored buckets before the watermark and
 //!    aggregates the finer resolution after it on the fly, so recent data is visible
 //!    before it is rolled up.

@@ -45,8 +45,9 @@ pub struct BacktestArgs {
     /// Forecast origins per series, at its end, one horizon apart.
     #[arg(long, default_value_t = 10)]
     origins: usize,
-    /// Seasonal period in points (288: a day of 5-minute points); 0 for none.
-    #[arg(long, default_value_t = 288)]
+    /// Seasonal period in points (288: a day of 5-minute points), modelled by MSTL; 0
+    /// for none (AutoETS alone, which did better on realAWSCloudwatch: BENCHMARKS.md).
+    #[arg(long, default_value_t = 0)]
     season: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
