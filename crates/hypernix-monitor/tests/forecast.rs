@@ -77,6 +77,13 @@ fn bad_input_is_an_error() {
         }
     );
     assert!(e.to_string().contains("at least 121"), "{e}");
+    // An absurd season is refused, not an overflow.
+    let e = backtest(&seasonal(100, 24), 12, Some(usize::MAX), 1).unwrap_err();
+    assert!(
+        matches!(e, ForecastError::TooShort { have: 100, .. }),
+        "{e}"
+    );
+    assert!(forecast(&seasonal(100, 24), 3, Some(usize::MAX)).is_ok());
 }
 
 #[test]
