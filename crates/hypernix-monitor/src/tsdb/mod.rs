@@ -27,7 +27,7 @@ mod store;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use key::SeriesKey;
 pub use resolution::{Resolution, Retention};
@@ -35,7 +35,7 @@ pub use store::Tsdb;
 
 /// One point of a series at some resolution: a bucket's aggregates, or one raw sample
 /// (then `min`, `max`, `mean` and `last` are the value and `count` is 1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// The sample's time, or the bucket's start, in milliseconds since the epoch.
     pub at_ms: i64,
@@ -52,7 +52,7 @@ pub struct Point {
 }
 
 /// What [`Tsdb::compact`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactStats {
     /// Buckets written by roll-ups, over all resolutions.
     pub buckets_written: u64,

@@ -83,14 +83,7 @@ fn nab_run(args: NabArgs) -> anyhow::Result<ExitCode> {
     // One configuration for every series: the one benchmarked in BENCHMARKS.md (tuning
     // experiments go through crates/hypernix-monitor/examples/nab.rs).
     let config = Config::default();
-    let bar = ProgressBar::new(corpus.series.len() as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message("nab");
+    let bar = progress(corpus.series.len(), "nab");
     let eval = nab::run(&corpus, &config, &args.out, |key| {
         bar.set_message(key.to_string());
         bar.inc(1);
@@ -139,9 +132,22 @@ fn nab_run(args: NabArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn backtest_run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let series: Vec<(String, Vec<f64>)> = match (&args.data, &args.csv) {
+/// A progress bar of `len` steps on stderr, hidden when stderr is not a terminal.
+fn progress(len: usize, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// The series `monitor backtest` runs over, named: the CSV file, or NAB's category.
+fn backtest_series(args: &BacktestArgs) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    Ok(match (&args.data, &args.csv) {
         (_, Some(csv)) => {
             let rows = nab::read_csv(csv).with_context(|| format!("reading {}", csv.display()))?;
             vec![(
@@ -166,14 +172,23 @@ fn backtest_run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
             picked
         }
         (None, None) => anyhow::bail!("give --data DIR or --csv FILE"),
-    };
+    })
+}
+
+fn backtest_run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let series = backtest_series(&args)?;
     let season = (args.season > 0).then_some(args.season);
+    let bar = progress(series.len(), "backtest");
     let mut results: Vec<(String, usize, Backtest)> = Vec::with_capacity(series.len());
     for (name, values) in series {
+        bar.set_message(name.clone());
         let b = forecast::backtest(&values, args.horizon, season, args.origins)
             .with_context(|| format!("backtesting {name}"))?;
         results.push((name, values.len(), b));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let n = results.len() as f64;
     let model = results.iter().map(|r| r.2.model_mase).sum::<f64>() / n;
