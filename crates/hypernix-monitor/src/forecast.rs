@@ -124,7 +124,7 @@ pub fn forecast(
         return Err(ForecastError::NotFinite { index, value });
     }
     let (model, result) = match season {
-        Some(s) if s >= 2 && history.len() >= 2 * s => {
+        Some(s) if s >= 2 && history.len() / 2 >= s => {
             let trend = AutoETS::non_seasonal().into_trend_model();
             let fitted = MSTLModel::new(vec![s], trend).fit(history);
             let out = fitted.and_then(|f| f.predict(horizon, LEVEL));
@@ -199,7 +199,7 @@ pub fn backtest(
     }
     let lag = season.unwrap_or(1).max(1);
     let tested = horizon.saturating_mul(origins);
-    let need = tested.saturating_add(MIN_HISTORY.max(lag + 1));
+    let need = tested.saturating_add(MIN_HISTORY.max(lag.saturating_add(1)));
     if series.len() < need {
         return Err(ForecastError::TooShort {
             have: series.len(),

@@ -250,3 +250,19 @@ fn real_corpus_fixed_points() {
         assert!(n.normalized.abs() < 1e-9, "{}: {n:?}", profile.name);
     }
 }
+
+#[test]
+fn read_csv_gives_epoch_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.csv");
+    fs::write(
+        &path,
+        "timestamp,value\n1970-01-01 00:00:01,2.5\n2014-04-01 00:05:00,-1\n",
+    )
+    .unwrap();
+    let rows = nab::read_csv(&path).unwrap();
+    assert_eq!(rows, vec![(1_000, 2.5), (1_396_310_700_000, -1.0)]);
+    fs::write(&path, "timestamp,value\n2014-04-01 25:00:00,1\n").unwrap();
+    let e = nab::read_csv(&path).unwrap_err();
+    assert!(e.to_string().contains("vm.csv:2: bad timestamp"), "{e}");
+}

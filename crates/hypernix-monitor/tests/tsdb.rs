@@ -117,6 +117,24 @@ fn retention_drops_old_points() {
 }
 
 #[test]
+fn retention_never_drops_points_not_yet_rolled_up() {
+    let (_dir, db) = store(Retention {
+        raw: Duration::ZERO,
+        ..Retention::default()
+    });
+    for i in 0..10 {
+        db.append(i * 10_000, &[(cpu(), i as f64)]).unwrap();
+    }
+    // The minute [0, 60 s) is rolled up and its raw samples go; 60..90 s stay raw.
+    let stats = db.compact(95_000).unwrap();
+    assert_eq!(stats.points_deleted, 6);
+    assert_eq!(db.query(&cpu(), 0, HOUR, Resolution::Raw).unwrap().len(), 4);
+    db.compact(120_000).unwrap();
+    let minutes = db.query(&cpu(), 0, HOUR, Resolution::Minute).unwrap();
+    assert_eq!(minutes, vec![bucket(0, 0, 6), bucket(MIN, 6, 4)]);
+}
+
+#[test]
 fn reopening_keeps_series_points_and_watermarks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("metrics.redb");

@@ -40,7 +40,7 @@ pub enum Command {
     /// The audit log: show, verify.
     #[command(subcommand)]
     Audit(crate::commands::caps::AuditCommand),
-    /// Anomaly detection: evaluate the detector on NAB.
+    /// Anomaly detection and forecasting: evaluate the detector on NAB, backtest forecasts.
     #[command(subcommand)]
     Monitor(crate::commands::monitor::MonitorCommand),
     /// Run the daemon.

@@ -1,21 +1,18 @@
-//! `hypernix monitor nab` on a two-series corpus, and on malformed data directories.
+//! `hypernix monitor nab` on a two-series corpus, and on malformed data directories;
+//! `hypernix monitor backtest` on the real NAB corpus, on a CSV file and on malformed ones.
+
+mod kit;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+
+use kit::{hypernix, text};
 
 const PROFILES: &str = r#"{
  "standard": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}},
  "reward_low_FP_rate": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.22, "tnWeight": 1.0}},
  "reward_low_FN_rate": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 2.0, "fpWeight": 0.11, "tnWeight": 1.0}}
 }"#;
-
-fn hypernix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hypernix"))
-        .args(args)
-        .output()
-        .expect("run hypernix")
-}
 
 /// Row `i` is 5 minutes after row `i - 1`, from 2014-04-01 00:00 (row 288 is a day later).
 fn stamp(i: usize) -> String {
@@ -140,6 +137,128 @@ fn nab_reports_malformed_data() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("one.csv:2") && err.contains("bad value"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The real NAB corpus beside the checkout (`../shared/data/nab`).
+fn real_nab() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab");
+    assert!(
+        dir.join("data/realAWSCloudwatch").is_dir(),
+        "{} is missing beside the checkout",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn backtest_runs_over_real_aws_cloudwatch() {
+    let data = real_nab();
+    let o = hypernix(&[
+        "monitor",
+        "backtest",
+        "--data",
+        data.to_str().unwrap(),
+        "--origins",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["horizon"], 12);
+    assert!(report["season"].is_null(), "{report}");
+    let rows = report["series"].as_array().unwrap();
+    assert_eq!(rows.len(), 17);
+    let mut sum = 0.0;
+    for row in rows {
+        let name = row["series"].as_str().unwrap();
+        assert!(name.starts_with("realAWSCloudwatch/"), "{row}");
+        assert_eq!(row["origins"], 1, "{row}");
+        let model = row["model_mase"].as_f64().unwrap();
+        assert!(model.is_finite() && model >= 0.0, "{row}");
+        assert!(row["naive_mase"].as_f64().unwrap() >= 0.0, "{row}");
+        sum += model;
+    }
+    let mean = report["mean"]["model_mase"].as_f64().unwrap();
+    assert!((mean - sum / 17.0).abs() < 1e-12, "{report}");
+    assert!(report["seconds"].as_f64().unwrap() > 0.0);
+}
+
+/// A 5-minute `timestamp,value` file of `n` rows with a season of 24 points.
+fn seasonal_csv(path: &Path, n: usize) {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..n {
+        let v = 10.0 + 5.0 * (i as f64 / 24.0 * std::f64::consts::TAU).sin() + (i % 5) as f64 * 0.1;
+        csv += &format!("{},{v}\n", stamp(i));
+    }
+    fs::write(path, csv).unwrap();
+}
+
+#[test]
+fn backtest_runs_on_a_csv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("vm.csv");
+    seasonal_csv(&csv, 600);
+    let o = hypernix(&[
+        "monitor",
+        "backtest",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--season",
+        "24",
+        "--origins",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("MODEL MASE") && out.contains("vm.csv"),
+        "{out}"
+    );
+    assert!(out.contains("mean over 1 series"), "{out}");
+}
+
+#[test]
+fn backtest_reports_malformed_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("bad.csv");
+    let run = || {
+        hypernix(&[
+            "monitor",
+            "backtest",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--origins",
+            "2",
+        ])
+    };
+    fs::write(
+        &csv,
+        "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,oops\n",
+    )
+    .unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("bad.csv:3") && err.contains("bad value"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    fs::write(&csv, "when,what\n").unwrap();
+    let err = text(&run().stderr);
+    assert!(err.contains("header"), "{err}");
+
+    // Too short for two origins of 12 after the 10 points a forecast needs.
+    seasonal_csv(&csv, 20);
+    let o = run();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("backtesting") && err.contains("at least 34"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

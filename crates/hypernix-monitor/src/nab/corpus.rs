@@ -164,40 +164,11 @@ fn read_series(
         .to_string_lossy()
         .into_owned();
     let name = name_of(file);
-    let text = fs::read_to_string(file).map_err(io(file))?;
-    let csv = |line: usize, reason: String| Error::Csv {
-        path: file.to_path_buf(),
-        line,
-        reason,
-    };
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.trim() == "timestamp,value" => {}
-        _ => return Err(csv(1, "expected the header \"timestamp,value\"".into())),
-    }
-    let (mut timestamps, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for (n, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (stamp, value) = line
-            .split_once(',')
-            .ok_or_else(|| csv(n + 1, format!("expected timestamp,value, got {line:?}")))?;
-        let time =
-            parse_time(stamp).ok_or_else(|| csv(n + 1, format!("bad timestamp {stamp:?}")))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| csv(n + 1, format!("bad value {value:?}")))?;
-        timestamps.push(stamp.to_string());
-        times.push(time);
-        values.push(value);
-    }
-    if values.is_empty() {
-        return Err(csv(2, "no rows".into()));
-    }
+    let Rows {
+        timestamps,
+        times,
+        values,
+    } = read_rows(file)?;
     let key = format!("{category_name}/{name}.csv");
     let labelled = windows
         .get(&key)
@@ -236,5 +207,62 @@ fn read_series(
         timestamps,
         values,
         windows: rows,
+    })
+}
+
+/// The rows of a `timestamp,value` file.
+struct Rows {
+    timestamps: Vec<String>,
+    times: Vec<NaiveDateTime>,
+    values: Vec<f64>,
+}
+
+/// Reads a `timestamp,value` CSV file in NAB's format (`YYYY-MM-DD HH:MM:SS`, UTC, one row
+/// per line, finite values) as `(milliseconds since the epoch, value)` rows in file order.
+pub fn read_csv(file: &Path) -> Result<Vec<(i64, f64)>, Error> {
+    let rows = read_rows(file)?;
+    let times = rows.times.iter().map(|t| t.and_utc().timestamp_millis());
+    Ok(times.zip(rows.values).collect())
+}
+
+fn read_rows(file: &Path) -> Result<Rows, Error> {
+    let text = fs::read_to_string(file).map_err(io(file))?;
+    let csv = |line: usize, reason: String| Error::Csv {
+        path: file.to_path_buf(),
+        line,
+        reason,
+    };
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.trim() == "timestamp,value" => {}
+        _ => return Err(csv(1, "expected the header \"timestamp,value\"".into())),
+    }
+    let (mut timestamps, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (stamp, value) = line
+            .split_once(',')
+            .ok_or_else(|| csv(n + 1, format!("expected timestamp,value, got {line:?}")))?;
+        let time =
+            parse_time(stamp).ok_or_else(|| csv(n + 1, format!("bad timestamp {stamp:?}")))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| csv(n + 1, format!("bad value {value:?}")))?;
+        timestamps.push(stamp.to_string());
+        times.push(time);
+        values.push(value);
+    }
+    if values.is_empty() {
+        return Err(csv(2, "no rows".into()));
+    }
+    Ok(Rows {
+        timestamps,
+        times,
+        values,
     })
 }

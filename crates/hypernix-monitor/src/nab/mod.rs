@@ -5,7 +5,7 @@
 //! `profiles.json` (the cost matrices). An evaluation:
 //!
 //! 1. [`Corpus::load`] reads and validates the series, their windows and the profiles.
-//! 2. [`run`] feeds each series, in time order, to a fresh [`crate::Detector`] and writes
+//! 2. [`run()`] feeds each series, in time order, to a fresh [`crate::Detector`] and writes
 //!    `<out>/<detector>/<category>/<detector>_<series>.csv`.
 //! 3. [`scorer::score_corpus`] optimises the threshold of each profile over all series
 //!    together and normalises the score (null detector 0, perfect detector 100).
@@ -16,7 +16,7 @@ pub mod scorer;
 
 use std::path::PathBuf;
 
-pub use corpus::{Corpus, CostMatrix, Profile, Series};
+pub use corpus::{Corpus, CostMatrix, Profile, Series, read_csv};
 pub use run::{Evaluation, ProfileResult, run};
 
 /// What went wrong reading a NAB directory or writing results.

@@ -14,7 +14,7 @@
 //!    end of the last rolled bucket) so a bucket is rolled up once. A sample appended
 //!    behind the minute watermark stays raw and is not rolled up.
 //! 4. **Retention.** [`Tsdb::compact`] then deletes, per resolution, points older than
-//!    its [`Retention`].
+//!    its [`Retention`], but never points the next resolution has not rolled up yet.
 //! 5. **Queries.** [`Tsdb::query`] reads the stored buckets before the watermark and
 //!    aggregates the finer resolution after it on the fly, so recent data is visible
 //!    before it is rolled up.
@@ -27,7 +27,7 @@ mod store;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use key::SeriesKey;
 pub use resolution::{Resolution, Retention};
@@ -35,7 +35,7 @@ pub use store::Tsdb;
 
 /// One point of a series at some resolution: a bucket's aggregates, or one raw sample
 /// (then `min`, `max`, `mean` and `last` are the value and `count` is 1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// The sample's time, or the bucket's start, in milliseconds since the epoch.
     pub at_ms: i64,
@@ -52,7 +52,7 @@ pub struct Point {
 }
 
 /// What [`Tsdb::compact`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactStats {
     /// Buckets written by roll-ups, over all resolutions.
     pub buckets_written: u64,

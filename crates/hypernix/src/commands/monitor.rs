@@ -1,5 +1,5 @@
 //! `hypernix monitor ...`: the daemon's metrics, alerts, their causes and capacity
-//! forecasts; the anomaly detector's evaluation on NAB.
+//! forecasts; the anomaly detector's evaluation on NAB and the forecast backtest.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use hypernix_monitor::Config;
+use hypernix_monitor::forecast::{self, Backtest};
 use hypernix_monitor::nab::{self, Corpus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -19,7 +20,7 @@ use hypernix_api::client::Client;
 
 mod daemon;
 
-/// Anomaly detection.
+/// Anomaly detection and forecasting.
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
     /// Run the detector over the Numenta Anomaly Benchmark and print its scores.
@@ -63,6 +64,37 @@ pub enum MonitorCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Backtest the forecaster (MASE of the model and of the naive forecast) on NAB's
+    /// realAWSCloudwatch series or on one CSV file.
+    Backtest(BacktestArgs),
+}
+
+/// The NAB category `monitor backtest --data` runs over.
+const BACKTEST_CATEGORY: &str = "realAWSCloudwatch";
+
+/// `monitor backtest` arguments.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["data", "csv"])))]
+pub struct BacktestArgs {
+    /// The NAB directory (data/, combined_windows.json, profiles.json), e.g. ../shared/data/nab.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// One `timestamp,value` CSV file (NAB's timestamps, evenly spaced) instead of NAB.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Points forecast from each origin.
+    #[arg(long, default_value_t = 12)]
+    horizon: usize,
+    /// Forecast origins per series, at its end, one horizon apart.
+    #[arg(long, default_value_t = 10)]
+    origins: usize,
+    /// Seasonal period in points (288: a day of 5-minute points), modelled by MSTL; 0
+    /// for none (AutoETS alone, which did better on realAWSCloudwatch: BENCHMARKS.md).
+    #[arg(long, default_value_t = 0)]
+    season: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn label(s: &str) -> Result<(String, String), String> {
@@ -100,6 +132,7 @@ pub fn run(cmd: MonitorCommand, client: &Client) -> anyhow::Result<ExitCode> {
             csv,
             out,
         } => daemon::query(client, &metric, labels, since, max_points, csv, out),
+        MonitorCommand::Backtest(args) => backtest_run(args),
     }
 }
 
@@ -110,14 +143,7 @@ fn nab_run(args: NabArgs) -> anyhow::Result<ExitCode> {
     // One configuration for every series: the one benchmarked in BENCHMARKS.md (tuning
     // experiments go through crates/hypernix-monitor/examples/nab.rs).
     let config = Config::default();
-    let bar = ProgressBar::new(corpus.series.len() as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message("nab");
+    let bar = progress(corpus.series.len(), "nab");
     let eval = nab::run(&corpus, &config, &args.out, |key| {
         bar.set_message(key.to_string());
         bar.inc(1);
@@ -161,6 +187,107 @@ fn nab_run(args: NabArgs) -> anyhow::Result<ExitCode> {
             eval.rows,
             eval.ns_per_point(),
             eval.bytes_per_series
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar of `len` steps on stderr, hidden when stderr is not a terminal.
+fn progress(len: usize, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// The series `monitor backtest` runs over, named: the CSV file, or NAB's category.
+fn backtest_series(args: &BacktestArgs) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    Ok(match (&args.data, &args.csv) {
+        (_, Some(csv)) => {
+            let rows = nab::read_csv(csv).with_context(|| format!("reading {}", csv.display()))?;
+            vec![(
+                csv.display().to_string(),
+                rows.into_iter().map(|(_, v)| v).collect(),
+            )]
+        }
+        (Some(data), None) => {
+            let corpus = Corpus::load(data)
+                .with_context(|| format!("loading NAB from {}", data.display()))?;
+            let picked: Vec<_> = corpus
+                .series
+                .into_iter()
+                .filter(|s| s.category == BACKTEST_CATEGORY)
+                .map(|s| (s.key(), s.values))
+                .collect();
+            anyhow::ensure!(
+                !picked.is_empty(),
+                "{}: no series in data/{BACKTEST_CATEGORY}",
+                data.display()
+            );
+            picked
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --csv FILE"),
+    })
+}
+
+fn backtest_run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let series = backtest_series(&args)?;
+    let season = (args.season > 0).then_some(args.season);
+    let bar = progress(series.len(), "backtest");
+    let mut results: Vec<(String, usize, Backtest)> = Vec::with_capacity(series.len());
+    for (name, values) in series {
+        bar.set_message(name.clone());
+        let b = forecast::backtest(&values, args.horizon, season, args.origins)
+            .with_context(|| format!("backtesting {name}"))?;
+        results.push((name, values.len(), b));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let n = results.len() as f64;
+    let model = results.iter().map(|r| r.2.model_mase).sum::<f64>() / n;
+    let naive = results.iter().map(|r| r.2.naive_mase).sum::<f64>() / n;
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(name, points, b)| {
+                json!({"series": name, "points": points, "origins": b.origins,
+                    "model_mase": b.model_mase, "naive_mase": b.naive_mase})
+            })
+            .collect();
+        output::json(&json!({
+            "horizon": args.horizon,
+            "origins": args.origins,
+            "season": season,
+            "series": rows,
+            "mean": {"model_mase": model, "naive_mase": naive},
+            "seconds": seconds,
+        }))?;
+    } else {
+        let mut t = output::table(["SERIES", "POINTS", "ORIGINS", "MODEL MASE", "NAIVE MASE"]);
+        for (name, points, b) in &results {
+            t.add_row([
+                name.clone(),
+                points.to_string(),
+                b.origins.to_string(),
+                format!("{:.3}", b.model_mase),
+                format!("{:.3}", b.naive_mase),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "mean over {} series: model {model:.3}, naive {naive:.3} (horizon {}, {} origins, \
+             season {}) in {seconds:.1} s",
+            results.len(),
+            args.horizon,
+            args.origins,
+            season.map_or("none".to_string(), |s| s.to_string()),
         );
     }
     Ok(ExitCode::SUCCESS)
