@@ -140,6 +140,8 @@ fn cpu_burner_alerts_on_its_unit_and_why_ranks_it_first() {
 
     let query = "subscription { alerts { id unit detector series } }";
     let (mut node, pushed) = subscribe(&d.api, &token, query);
+    let anomalies = "subscription { anomalies(unit: \"hot\") { unit metric score value } }";
+    let (mut node2, anomalous) = subscribe(&d.api, &token, anomalies);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut console = Console::open(&d, "hot");
@@ -204,8 +206,19 @@ fn cpu_burner_alerts_on_its_unit_and_why_ranks_it_first() {
                 .cloned()
         },
     );
-    let _ = node.kill();
-    let _ = node.wait();
+    let first = wait_until(
+        Duration::from_secs(10),
+        "an anomaly on the subscription",
+        || anomalous.lock().unwrap().first().cloned(),
+    );
+    let a = &first["data"]["anomalies"];
+    assert_eq!(a["unit"], "hot", "{first}");
+    assert_eq!(a["metric"], "hypernix_unit_cpu_usage_ratio", "{first}");
+    assert!(a["score"].as_f64().unwrap() >= 0.5, "{first}");
+    for mut n in [node, node2] {
+        let _ = n.kill();
+        let _ = n.wait();
+    }
 
     // The burner shows in the stored series; capacity has history to forecast from.
     let series = d.json(&[
