@@ -1,0 +1,5 @@
+//! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters and the fault simulation.
+
+mod storage;
+mod tcp_cluster;
+mod wire;

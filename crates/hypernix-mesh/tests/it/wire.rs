@@ -1,0 +1,85 @@
+//! Wire frames: round trips, and malformed input from the network refused without panics.
+
+use hypernix_mesh::consensus::{Command, Table};
+use hypernix_mesh::raft::wire::{
+    FrameError, MAX_FRAME_LEN, Request, WIRE_VERSION, read_frame, write_frame,
+};
+use serde_json::json;
+
+fn frame(version: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    out.push(version);
+    out.extend_from_slice(body);
+    out
+}
+
+async fn read(bytes: &[u8]) -> Result<Option<Request>, FrameError> {
+    let mut reader = bytes;
+    read_frame(&mut reader).await
+}
+
+#[tokio::test]
+async fn a_request_round_trips() {
+    let request = Request::Propose(Command::Put {
+        table: Table::VolumeLocations,
+        key: "vol-1".into(),
+        value: json!(["n1", "n2"]),
+    });
+    let mut bytes = Vec::new();
+    write_frame(&mut bytes, &request).await.unwrap();
+    assert_eq!(bytes[4], WIRE_VERSION);
+    let back = read(&bytes).await.unwrap().expect("one frame");
+    assert_eq!(format!("{back:?}"), format!("{request:?}"));
+}
+
+#[tokio::test]
+async fn a_closed_connection_reads_as_no_frame() {
+    assert!(read(&[]).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_oversized_length_is_refused_before_allocating() {
+    let bytes = (MAX_FRAME_LEN + 1).to_be_bytes();
+    let err = read(&bytes).await.unwrap_err();
+    assert!(
+        matches!(err, FrameError::TooLarge { len } if len == MAX_FRAME_LEN + 1),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_frame_is_refused() {
+    let err = read(&0u32.to_be_bytes()).await.unwrap_err();
+    assert!(matches!(err, FrameError::Empty), "{err}");
+}
+
+#[tokio::test]
+async fn another_version_is_refused() {
+    let err = read(&frame(9, b"{}")).await.unwrap_err();
+    assert!(matches!(err, FrameError::Version { found: 9 }), "{err}");
+    assert!(err.to_string().contains("same hypernix version"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_json_and_unknown_requests_are_malformed() {
+    for body in [
+        &b"{not json"[..],
+        b"{\"shutdown\":{}}",
+        b"{\"read\":{\"table\":\"nope\",\"key\":\"k\"}}",
+        b"\xff\xfe",
+    ] {
+        let err = read(&frame(WIRE_VERSION, body)).await.unwrap_err();
+        assert!(matches!(err, FrameError::Malformed(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_frame_cut_short_is_an_io_error() {
+    let mut bytes = frame(
+        WIRE_VERSION,
+        b"{\"read\":{\"table\":\"units\",\"key\":\"k\"}}",
+    );
+    bytes.truncate(bytes.len() - 3);
+    let err = read(&bytes).await.unwrap_err();
+    assert!(matches!(err, FrameError::Io(_)), "{err}");
+}
