@@ -123,3 +123,48 @@ async fn a_malformed_snapshot_is_an_error_not_a_panic() {
     let garbage = Box::new(std::io::Cursor::new(b"{not json".to_vec()));
     assert!(sm.install_snapshot(&meta, garbage).await.is_err());
 }
+
+#[test]
+fn a_file_in_use_by_another_node_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let _first = open(&path).unwrap();
+    let Err(err) = open(&path) else {
+        panic!("a second open of the same file succeeded");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("node.redb") && message.contains("no other node uses it"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_redb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    std::fs::write(&path, b"this is not a database").unwrap();
+    assert!(open(&path).is_err());
+}
+
+#[test]
+fn raft_parameters_follow_the_schema_and_are_validated() {
+    use hypernix_mesh::raft::RaftParameters;
+    use std::time::Duration;
+    let config = RaftParameters::default().to_openraft().unwrap();
+    assert_eq!(
+        (config.election_timeout_min, config.election_timeout_max),
+        (150, 300)
+    );
+    assert_eq!(config.heartbeat_interval, 50);
+    let backwards = RaftParameters {
+        heartbeat_interval: Duration::from_millis(200),
+        ..RaftParameters::default()
+    };
+    let err = backwards.to_openraft().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("heartbeatInterval shorter than electionTimeout"),
+        "{err}"
+    );
+}
