@@ -8,4 +8,5 @@
 #![deny(missing_docs)]
 
 pub mod consensus;
+pub mod membership;
 pub mod raft;
