@@ -6,6 +6,8 @@ use std::fmt;
 
 /// The longest key a table accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+/// The largest command accepted, in bytes of its JSON; bounds the size of replication frames.
+pub const MAX_COMMAND_LEN: usize = 64 << 10;
 
 /// A replicated table of JSON documents, keyed by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,4 +125,11 @@ pub enum Applied {
 /// Whether `key` is an acceptable key: 1 to [`MAX_KEY_LEN`] bytes.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_LEN
+}
+
+impl Command {
+    /// The length of the command's JSON, as it is logged and replicated.
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |json| json.len())
+    }
 }

@@ -1,7 +1,7 @@
 //! What can go wrong when asking a consensus engine for something.
 
 use super::{NodeId, Table};
-use crate::consensus::command::MAX_KEY_LEN;
+use crate::consensus::command::{MAX_COMMAND_LEN, MAX_KEY_LEN};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -23,6 +23,18 @@ pub enum ConsensusError {
         /// The table addressed.
         table: Table,
         /// The key's length in bytes.
+        len: usize,
+    },
+    /// A command was larger than [`MAX_COMMAND_LEN`].
+    #[error(
+        "a command of {len} bytes for key {key:?} in table {table} exceeds {MAX_COMMAND_LEN} bytes; store large data elsewhere and replicate a reference"
+    )]
+    TooLarge {
+        /// The table addressed.
+        table: Table,
+        /// The key addressed (cut to 64 bytes).
+        key: String,
+        /// The command's length in bytes.
         len: usize,
     },
     /// The request was taken but its outcome is unknown (leadership lost or a timeout).

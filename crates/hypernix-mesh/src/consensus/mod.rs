@@ -19,7 +19,7 @@
 pub mod command;
 pub mod error;
 
-pub use command::{Applied, Command, MAX_KEY_LEN, Table};
+pub use command::{Applied, Command, MAX_COMMAND_LEN, MAX_KEY_LEN, Table};
 pub use error::ConsensusError;
 
 use serde::{Deserialize, Serialize};

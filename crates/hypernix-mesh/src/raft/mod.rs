@@ -36,6 +36,16 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
+/// At most this many entries go in one append-entries frame.
+const MAX_PAYLOAD_ENTRIES: u64 = 128;
+/// Snapshots are sent in chunks of this many bytes.
+const SNAPSHOT_CHUNK_LEN: u64 = 1 << 20;
+const _: () = assert!(
+    MAX_PAYLOAD_ENTRIES as usize * (crate::consensus::MAX_COMMAND_LEN + 1024)
+        < wire::MAX_FRAME_LEN as usize
+        && SNAPSHOT_CHUNK_LEN as usize * 4 + 4096 < wire::MAX_FRAME_LEN as usize
+);
+
 /// The Raft timing of `mesh.consensus.parameters.raft`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftParameters {
@@ -69,6 +79,10 @@ impl RaftParameters {
             heartbeat_interval: millis(self.heartbeat_interval),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
             max_in_snapshot_log_to_keep: 0,
+            // Frames stay under MAX_FRAME_LEN: entries are at most MAX_COMMAND_LEN of JSON,
+            // and snapshot chunks (bytes as JSON numbers) at most four times their size.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_LEN,
             ..Default::default()
         };
         config.validate().map_err(|e| EngineError::Parameters {

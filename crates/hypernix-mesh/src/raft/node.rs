@@ -4,7 +4,8 @@ use super::network::{Dialer, Network};
 use super::storage::{self, Storage};
 use super::{EngineError, RaftParameters, TypeConfig, state_machine};
 use crate::consensus::{
-    Applied, Command, Consensus, ConsensusError, Leadership, NodeId, Role, Table, command,
+    Applied, Command, Consensus, ConsensusError, Leadership, MAX_COMMAND_LEN, NodeId, Role, Table,
+    command,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics};
@@ -159,6 +160,14 @@ fn watch_leadership(raft: &Raft<TypeConfig>) -> watch::Receiver<Leadership> {
 impl Consensus for RaftNode {
     async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
         Self::check_key(command.table(), command.key())?;
+        let len = command.encoded_len();
+        if len > MAX_COMMAND_LEN {
+            return Err(ConsensusError::TooLarge {
+                table: command.table(),
+                key: command.key().chars().take(64).collect(),
+                len,
+            });
+        }
         match self.raft.client_write(command).await {
             Ok(response) => response.data.ok_or_else(|| ConsensusError::Indeterminate {
                 node: self.id,

@@ -177,6 +177,17 @@ async fn clients_reach_the_leader_over_tcp_and_bad_keys_are_refused() {
     let long = "k".repeat(2000);
     let err = channel.propose(put(&long, 1), timeout).await.unwrap_err();
     assert!(err.to_string().contains("use 1 to 1024 bytes"), "{err}");
+    let huge = Command::Put {
+        table: Table::Units,
+        key: "huge".into(),
+        value: json!("x".repeat(70 << 10)),
+    };
+    let err = channel.propose(huge, timeout).await.unwrap_err();
+    assert!(
+        matches!(err, ConsensusError::TooLarge { len, .. } if len > 70 << 10),
+        "{err}"
+    );
+    assert!(err.to_string().contains("replicate a reference"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
