@@ -35,15 +35,23 @@ fn addr(id: NodeId) -> String {
 }
 
 /// Adds nodes 1..=`size` to `sim`, each with its redb file in `dir` (kept across crashes).
-pub fn add_nodes(sim: &mut Sim<'_>, dir: &Path, size: u64) {
+pub fn add_nodes(sim: &mut Sim<'_>, dir: &Path, size: u64, parameters: &RaftParameters) {
     for id in 1..=size {
         let path = dir.join(format!("node-{id}.redb"));
-        sim.host(host(id), move || run_node(id, size, path.clone()));
+        let parameters = parameters.clone();
+        sim.host(host(id), move || {
+            run_node(id, size, path.clone(), parameters.clone())
+        });
     }
 }
 
-async fn run_node(id: NodeId, size: u64, path: PathBuf) -> turmoil::Result {
-    let node = RaftNode::start(id, &path, &RaftParameters::default(), Arc::new(SimDialer)).await?;
+async fn run_node(
+    id: NodeId,
+    size: u64,
+    path: PathBuf,
+    parameters: RaftParameters,
+) -> turmoil::Result {
+    let node = RaftNode::start(id, &path, &parameters, Arc::new(SimDialer)).await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     if id == 1 {
         let voters: BTreeMap<NodeId, String> = (1..=size).map(|id| (id, addr(id))).collect();
