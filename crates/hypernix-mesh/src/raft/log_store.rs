@@ -32,13 +32,12 @@ impl LogStore {
         &self,
         range: (Bound<u64>, Bound<u64>),
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let read = READ_LOGS;
-        let txn = self.storage.db.begin_read().map_err(|e| read(&e))?;
-        let table = txn.open_table(LOG).map_err(|e| read(&e))?;
+        let txn = self.storage.db.begin_read().map_err(|e| READ_LOGS(&e))?;
+        let table = txn.open_table(LOG).map_err(|e| READ_LOGS(&e))?;
         let mut out = Vec::new();
-        for row in table.range::<u64>(range).map_err(|e| read(&e))? {
-            let (_, bytes) = row.map_err(|e| read(&e))?;
-            let entry = serde_json::from_slice(bytes.value()).map_err(|e| read(&e))?;
+        for row in table.range::<u64>(range).map_err(|e| READ_LOGS(&e))? {
+            let (_, bytes) = row.map_err(|e| READ_LOGS(&e))?;
+            let entry = serde_json::from_slice(bytes.value()).map_err(|e| READ_LOGS(&e))?;
             out.push(entry);
         }
         Ok(out)
@@ -58,14 +57,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let read = READ_LOGS;
-        let last_purged_log_id: Option<LogId<NodeId>> = self.storage.meta(META_PURGED, read)?;
-        let txn = self.storage.db.begin_read().map_err(|e| read(&e))?;
-        let table = txn.open_table(LOG).map_err(|e| read(&e))?;
-        let last = match table.last().map_err(|e| read(&e))? {
+        let last_purged_log_id: Option<LogId<NodeId>> =
+            self.storage.meta(META_PURGED, READ_LOGS)?;
+        let txn = self.storage.db.begin_read().map_err(|e| READ_LOGS(&e))?;
+        let table = txn.open_table(LOG).map_err(|e| READ_LOGS(&e))?;
+        let last = match table.last().map_err(|e| READ_LOGS(&e))? {
             Some((_, bytes)) => {
                 let entry: Entry<TypeConfig> =
-                    serde_json::from_slice(bytes.value()).map_err(|e| read(&e))?;
+                    serde_json::from_slice(bytes.value()).map_err(|e| READ_LOGS(&e))?;
                 Some(*entry.get_log_id())
             }
             None => last_purged_log_id,
@@ -81,27 +80,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let write = WRITE_VOTE;
-        self.storage.set_meta(META_VOTE, Some(vote), write)
+        self.storage.set_meta(META_VOTE, Some(vote), WRITE_VOTE)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        let read = READ_VOTE;
-        self.storage.meta(META_VOTE, read)
+        self.storage.meta(META_VOTE, READ_VOTE)
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let write = WRITE;
         self.storage
-            .set_meta(META_COMMITTED, committed.as_ref(), write)
+            .set_meta(META_COMMITTED, committed.as_ref(), WRITE)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let read = READ;
-        self.storage.meta(META_COMMITTED, read)
+        self.storage.meta(META_COMMITTED, READ)
     }
 
     async fn append<I>(
@@ -113,15 +108,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let write = WRITE_LOGS;
-        let txn = self.storage.begin_write().map_err(|e| write(&e))?;
+        let txn = self.storage.begin_write().map_err(|e| WRITE_LOGS(&e))?;
         {
-            let mut table = txn.open_table(LOG).map_err(|e| write(&e))?;
+            let mut table = txn.open_table(LOG).map_err(|e| WRITE_LOGS(&e))?;
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(|e| write(&e))?;
+                let bytes = serde_json::to_vec(&entry).map_err(|e| WRITE_LOGS(&e))?;
                 table
                     .insert(entry.get_log_id().index, bytes.as_slice())
-                    .map_err(|e| write(&e))?;
+                    .map_err(|e| WRITE_LOGS(&e))?;
             }
         }
         let committed = txn.commit();
@@ -130,34 +124,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|_| ())
             .map_err(|e| std::io::Error::other(e.to_string()));
         callback.log_io_completed(io_result);
-        committed.map_err(|e| write(&e).into())
+        committed.map_err(|e| WRITE_LOGS(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let write = WRITE_LOGS;
-        let txn = self.storage.begin_write().map_err(|e| write(&e))?;
+        let txn = self.storage.begin_write().map_err(|e| WRITE_LOGS(&e))?;
         {
-            let mut table = txn.open_table(LOG).map_err(|e| write(&e))?;
+            let mut table = txn.open_table(LOG).map_err(|e| WRITE_LOGS(&e))?;
             table
                 .retain_in(log_id.index.., |_, _| false)
-                .map_err(|e| write(&e))?;
+                .map_err(|e| WRITE_LOGS(&e))?;
         }
-        txn.commit().map_err(|e| write(&e).into())
+        txn.commit().map_err(|e| WRITE_LOGS(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let write = WRITE_LOGS;
-        let txn = self.storage.begin_write().map_err(|e| write(&e))?;
+        let txn = self.storage.begin_write().map_err(|e| WRITE_LOGS(&e))?;
         {
-            let mut meta = txn.open_table(META).map_err(|e| write(&e))?;
-            let bytes = serde_json::to_vec(&log_id).map_err(|e| write(&e))?;
+            let mut meta = txn.open_table(META).map_err(|e| WRITE_LOGS(&e))?;
+            let bytes = serde_json::to_vec(&log_id).map_err(|e| WRITE_LOGS(&e))?;
             meta.insert(META_PURGED, bytes.as_slice())
-                .map_err(|e| write(&e))?;
-            let mut table = txn.open_table(LOG).map_err(|e| write(&e))?;
+                .map_err(|e| WRITE_LOGS(&e))?;
+            let mut table = txn.open_table(LOG).map_err(|e| WRITE_LOGS(&e))?;
             table
                 .retain_in(..=log_id.index, |_, _| false)
-                .map_err(|e| write(&e))?;
+                .map_err(|e| WRITE_LOGS(&e))?;
         }
-        txn.commit().map_err(|e| write(&e).into())
+        txn.commit().map_err(|e| WRITE_LOGS(&e).into())
     }
 }

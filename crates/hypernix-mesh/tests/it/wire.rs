@@ -83,3 +83,25 @@ async fn a_frame_cut_short_is_an_io_error() {
     let err = read(&bytes).await.unwrap_err();
     assert!(matches!(err, FrameError::Io(_)), "{err}");
 }
+
+#[test]
+fn the_json_of_client_requests_is_pinned() {
+    let cas = Request::Propose(Command::CompareAndSwap {
+        table: Table::VolumeLocations,
+        key: "vol-1".into(),
+        expected: None,
+        new: Some(json!(["n1"])),
+    });
+    assert_eq!(
+        serde_json::to_value(&cas).unwrap(),
+        json!({"propose": {"op": "compareAndSwap", "table": "volumeLocations", "key": "vol-1", "expected": null, "new": ["n1"]}})
+    );
+    let read = Request::Read {
+        table: Table::Revocations,
+        key: "r".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&read).unwrap(),
+        json!({"read": {"table": "revocations", "key": "r"}})
+    );
+}
