@@ -133,6 +133,9 @@ async fn a_three_node_cluster_replicates_and_survives_its_leader() {
     let started = tokio::time::Instant::now();
     let new_leader = cluster.leader(Some(leader)).await;
     let failover = started.elapsed();
+    eprintln!(
+        "failover: all survivors agree on a new leader {failover:?} after the old one stopped"
+    );
     let node = &cluster.members[&new_leader].node;
     assert!(node.leadership().borrow().term > term);
     assert_eq!(
