@@ -105,3 +105,69 @@ fn the_json_of_client_requests_is_pinned() {
         json!({"read": {"table": "revocations", "key": "r"}})
     );
 }
+
+/// A dialer whose every connection is answered by `peer`, a fake node.
+struct FakePeer<F>(F);
+
+impl<F, Fut> hypernix_mesh::raft::Dialer for FakePeer<F>
+where
+    F: Fn(tokio::io::DuplexStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    type Stream = tokio::io::DuplexStream;
+
+    async fn dial(&self, _addr: &str) -> std::io::Result<tokio::io::DuplexStream> {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        tokio::spawn((self.0)(theirs));
+        Ok(ours)
+    }
+}
+
+fn channel<F, Fut>(peer: F) -> hypernix_mesh::raft::Channel<FakePeer<F>>
+where
+    F: Fn(tokio::io::DuplexStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    hypernix_mesh::raft::Channel::new(std::sync::Arc::new(FakePeer(peer)), "fake:1")
+}
+
+#[tokio::test]
+async fn a_peer_answering_garbage_the_wrong_kind_or_nothing_is_an_error() {
+    use hypernix_mesh::consensus::ConsensusError;
+    use hypernix_mesh::raft::wire::Response;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let timeout = Duration::from_millis(200);
+    let garbage = channel(|mut s| async move {
+        let _ = read_frame::<_, Request>(&mut s).await;
+        let _ = s.write_all(&frame(WIRE_VERSION, b"[1,2")).await;
+    });
+    let err = garbage.read(Table::Units, "k", timeout).await.unwrap_err();
+    assert!(
+        matches!(&err, ConsensusError::Unreachable { addr, reason } if addr == "fake:1" && reason.contains("malformed")),
+        "{err}"
+    );
+
+    let wrong_kind = channel(|mut s| async move {
+        let _ = read_frame::<_, Request>(&mut s).await;
+        let _ = write_frame(&mut s, &Response::Read(Ok(None))).await;
+    });
+    let put = Command::Delete {
+        table: Table::Units,
+        key: "k".into(),
+    };
+    let err = wrong_kind.propose(put, timeout).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("answered a propose request with something else"),
+        "{err}"
+    );
+
+    let silent = channel(|s| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    });
+    let err = silent.read(Table::Units, "k", timeout).await.unwrap_err();
+    assert!(err.to_string().contains("did not answer within"), "{err}");
+}
