@@ -52,6 +52,10 @@ pub struct Leadership {
 /// A consensus engine replicating the key-value state machine across the cluster.
 pub trait Consensus: Send + Sync {
     /// Replicates `command` and answers what applying it did, once it is committed.
+    ///
+    /// It waits as long as that takes (a leader cut off from its quorum waits until the
+    /// partition heals or it learns of a new leader); callers bound it with a timeout, after
+    /// which the outcome is unknown.
     fn propose(
         &self,
         command: Command,

@@ -28,6 +28,10 @@ impl LogStore {
         LogStore { storage }
     }
 
+    pub(super) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     fn entries(
         &self,
         range: (Bound<u64>, Bound<u64>),

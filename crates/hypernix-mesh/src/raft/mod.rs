@@ -110,6 +110,24 @@ pub enum EngineError {
         /// The redb error.
         source: Box<redb::Error>,
     },
+    /// The file belongs to another node.
+    #[error("the Raft state file {} belongs to node {owner}, not node {node}; give each node its own file", path.display())]
+    OtherNode {
+        /// The file.
+        path: PathBuf,
+        /// The node that made it.
+        owner: NodeId,
+        /// The node being started.
+        node: NodeId,
+    },
+    /// The file's owner could not be read or recorded.
+    #[error("cannot record the owner of the Raft state file {}: {reason}; check the disk", path.display())]
+    Claim {
+        /// The file.
+        path: PathBuf,
+        /// The storage error.
+        reason: String,
+    },
     /// openraft refused to start on the stored state.
     #[error("Raft node {node} did not start: {reason}")]
     Start {

@@ -34,6 +34,7 @@ impl RaftNode {
     ) -> Result<RaftNode, EngineError> {
         let config = Arc::new(parameters.to_openraft()?);
         let (log_store, state_machine) = storage::open(path)?;
+        storage::claim(&log_store, path, id)?;
         let storage = state_machine.storage().clone();
         let raft = Raft::new(id, config, Network::new(dialer), log_store, state_machine)
             .await

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 /// Raft log entries (JSON), by log index.
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// The log's bookkeeping (JSON), by name: `vote`, `committed`, `purged`.
+/// The log's bookkeeping (JSON), by name: `node`, `vote`, `committed`, `purged`.
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 /// The replicated documents (JSON), by (table name, key).
 pub(super) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sm_kv");
@@ -31,6 +31,7 @@ pub(super) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(super) const META_VOTE: &str = "vote";
 pub(super) const META_COMMITTED: &str = "committed";
 pub(super) const META_PURGED: &str = "purged";
+pub(super) const META_NODE: &str = "node";
 pub(super) const SM_APPLIED: &str = "applied";
 pub(super) const SM_MEMBERSHIP: &str = "membership";
 pub(super) const SM_SNAPSHOT: &str = "snapshot";
@@ -85,6 +86,29 @@ impl Storage {
             }
         }
         txn.commit().map_err(|e| err(&e).into())
+    }
+}
+
+/// Marks the file as node `id`'s on first use, and refuses it to any other node.
+pub(super) fn claim(log: &LogStore, path: &Path, id: NodeId) -> Result<(), EngineError> {
+    let storage = log.storage();
+    let fail = |reason: String| EngineError::Claim {
+        path: PathBuf::from(path),
+        reason,
+    };
+    match storage
+        .meta::<NodeId>(META_NODE, READ)
+        .map_err(|e| fail(e.to_string()))?
+    {
+        Some(owner) if owner == id => Ok(()),
+        Some(owner) => Err(EngineError::OtherNode {
+            path: PathBuf::from(path),
+            owner,
+            node: id,
+        }),
+        None => storage
+            .set_meta(META_NODE, Some(&id), WRITE)
+            .map_err(|e| fail(e.to_string())),
     }
 }
 

@@ -268,3 +268,24 @@ async fn a_learner_catches_up_from_a_snapshot_and_can_be_promoted_and_removed() 
     node.remove_member(leader).await.unwrap();
     node.propose(put("after-removal", 1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_state_file_serves_only_the_node_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let parameters = RaftParameters::default();
+    let node = RaftNode::start(2, &path, &parameters, Arc::new(TcpDialer))
+        .await
+        .unwrap();
+    node.shutdown().await.unwrap();
+    drop(node);
+    let Err(err) = RaftNode::start(3, &path, &parameters, Arc::new(TcpDialer)).await else {
+        panic!("node 3 started on node 2's file");
+    };
+    assert!(
+        err.to_string().contains("belongs to node 2, not node 3"),
+        "{err}"
+    );
+    let again = RaftNode::start(2, &path, &parameters, Arc::new(TcpDialer)).await;
+    assert!(again.is_ok(), "node 2 could not restart on its own file");
+}
