@@ -1,0 +1,12 @@
+//! Mesh clustering: consensus behind one trait, and its Raft engine.
+//!
+//! [`consensus::Consensus`] is the interface the rest of hypernix replicates its state
+//! through: [`consensus::Command`]s on a key-value state machine of [`consensus::Table`]s.
+//! [`raft::RaftNode`] implements it on openraft, with the log and state machine in one redb
+//! file per node, and peers reached over framed streams ([`raft::wire`], [`raft::tcp`]).
+
+#![deny(missing_docs)]
+
+pub mod consensus;
+pub mod membership;
+pub mod raft;
