@@ -139,9 +139,9 @@ fn cpu_burner_alerts_on_its_unit_and_why_ranks_it_first() {
     assert_eq!(quiet, json!([]), "alerts on idle guests: {quiet}");
 
     let query = "subscription { alerts { id unit detector series } }";
-    let (mut node, pushed) = subscribe(&d.api, &token, query);
+    let (node, pushed) = subscribe(&d.api, &token, query);
     let anomalies = "subscription { anomalies(unit: \"hot\") { unit metric score value } }";
-    let (mut node2, anomalous) = subscribe(&d.api, &token, anomalies);
+    let (node2, anomalous) = subscribe(&d.api, &token, anomalies);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut console = Console::open(&d, "hot");
