@@ -191,6 +191,23 @@ impl Daemon {
             window_ms,
         };
         let from = at_ms - window_ms;
+        let logged: Vec<Event> = self
+            .events(
+                Some(id.saturating_sub(LOOKBACK_EVENTS)),
+                LOOKBACK_EVENTS as usize,
+            )
+            .await?
+            .into_iter()
+            .filter(|e| e.id < id)
+            .collect();
+        // A unit's samples before its guest was last ready describe its boot, not how it
+        // runs: each unit's series starts at its last `unit.ready`.
+        let mut ready: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in logged.iter().filter(|e| e.kind == "unit.ready") {
+            if let Some(unit) = e.subject.strip_prefix("unit/") {
+                ready.insert(unit, e.time.timestamp_millis());
+            }
+        }
         let tsdb = tsdb(self)?;
         let mut series = Vec::new();
         for key in tsdb.series().map_err(store_err)? {
@@ -200,8 +217,9 @@ impl Daemon {
             let Some(unit) = key.labels.get("unit") else {
                 continue;
             };
+            let since = ready.get(unit.as_str()).map_or(from, |&t| t.max(from));
             let points = tsdb
-                .query(&key, from, at_ms, Resolution::Raw)
+                .query(&key, since, at_ms, Resolution::Raw)
                 .map_err(store_err)?;
             series.push(Series {
                 unit: Some(unit.clone()),
@@ -210,14 +228,9 @@ impl Daemon {
                 resolution: def.resolution,
             });
         }
-        let events: Vec<Candidate> = self
-            .events(
-                Some(id.saturating_sub(LOOKBACK_EVENTS)),
-                LOOKBACK_EVENTS as usize,
-            )
-            .await?
+        let events: Vec<Candidate> = logged
             .into_iter()
-            .filter(|e| e.id < id && !e.kind.starts_with("monitor."))
+            .filter(|e| !e.kind.starts_with("monitor."))
             .map(|e| Candidate {
                 id: e.id,
                 at_ms: e.time.timestamp_millis(),

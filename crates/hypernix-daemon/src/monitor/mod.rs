@@ -119,17 +119,27 @@ impl Monitor {
             drop(d);
             tokio::pin!(stopped);
             let mut run = Run::default();
+            let mut interval = settings.borrow_and_update().interval.std();
+            run.detection.configure(&settings.borrow());
+            let mut ticker = ticker(interval);
             loop {
-                let interval = settings.borrow_and_update().interval.std();
                 tokio::select! {
                     _ = &mut stopped => return,
-                    _ = tokio::time::sleep(interval) => {}
+                    changed = settings.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = settings.borrow_and_update().clone();
+                        run.detection.configure(&now);
+                        if now.interval.std() != interval {
+                            interval = now.interval.std();
+                            ticker = self::ticker(interval);
+                        }
+                        continue;
+                    }
+                    _ = ticker.tick() => {}
                 }
                 let Some(d) = daemon.upgrade() else { return };
-                if settings.has_changed().unwrap_or(false) || !run.configured {
-                    run.detection.configure(&settings.borrow_and_update());
-                    run.configured = true;
-                }
                 while let Some(Some(Ok(e))) = backups.next().now_or_never() {
                     run.collector
                         .backup_event(&e.kind, &e.payload, e.time.timestamp() as f64);
@@ -140,10 +150,17 @@ impl Monitor {
     }
 }
 
+/// Ticks every `period`, the first tick one period from now; late ticks are not
+/// made up for.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
 /// The collection loop's own state.
 #[derive(Default)]
 struct Run {
-    configured: bool,
     collector: collect::Collector,
     detection: detect::Detection,
     /// Each unit's QEMU pid when last seen ready.
