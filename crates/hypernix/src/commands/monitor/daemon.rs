@@ -104,7 +104,7 @@ pub fn capacity(client: &Client, out: OutputArgs) -> anyhow::Result<ExitCode> {
             if name == "cpu" {
                 format!("{:.1}%", v * 100.0)
             } else {
-                hypernix_config::Size(v.max(0.0) as u64).to_string()
+                bytes(v)
             }
         };
         t.add_row([
@@ -122,6 +122,18 @@ pub fn capacity(client: &Client, out: OutputArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `v` bytes in the largest binary unit that keeps it at 1 or more.
+fn bytes(v: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = v.max(0.0);
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// `secs` as days, hours or minutes.
