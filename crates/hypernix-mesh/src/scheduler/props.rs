@@ -175,6 +175,36 @@ fn check(c: &Cluster, placement: &BTreeMap<String, NodeId>) -> Result<(), String
     Ok(())
 }
 
+/// Every placed unit's required affinities have a match (itself included) in its domain.
+fn check_required(c: &Cluster, placement: &BTreeMap<String, NodeId>) -> Result<(), String> {
+    let node = |id: NodeId| c.nodes().iter().find(|n| n.id == id).unwrap();
+    let on: Vec<(&Unit, &Node)> = c
+        .units()
+        .iter()
+        .filter_map(|u| Some((u, node(*placement.get(&u.name)?))))
+        .collect();
+    for &(u, n) in &on {
+        for rule in u
+            .placement
+            .affinity
+            .iter()
+            .filter(|r| r.kind == AffinityKind::Required)
+        {
+            let met = on.iter().any(|(v, m)| {
+                domain(m, rule.scope) == domain(n, rule.scope)
+                    && rule
+                        .label_selector
+                        .iter()
+                        .all(|(k, val)| v.labels.get(k) == Some(val))
+            });
+            if !met {
+                return Err(format!("{} breaks {rule:?}", u.name));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn takes_units(c: &Cluster, id: NodeId) -> bool {
     c.nodes()
         .iter()
@@ -190,7 +220,35 @@ proptest! {
         let placed = place(&c, algorithm);
         prop_assert_eq!(placed.placed.len() + placed.unplaced.len(), c.units().len());
         prop_assert!(placed.placed.values().all(|&n| takes_units(&c, n)));
-        if let Err(e) = check(&c, &placed.placed) {
+        if let Err(e) = check(&c, &placed.placed).and(check_required(&c, &placed.placed)) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+
+    #[test]
+    fn rebalance_keeps_every_rule_and_never_raises_the_highest_load(
+        nodes in nodes(), units in units(), algorithm in algorithm(), threshold in 0.0..1.0f64
+    ) {
+        let before = Cluster::new(nodes.clone(), units.clone(), BTreeMap::new()).unwrap();
+        let mut placement = place(&before, algorithm).placed;
+        let c = Cluster::new(nodes, units, placement.clone()).unwrap();
+        let highest = |c: &Cluster, placement: &BTreeMap<String, NodeId>| {
+            let loads = c.nodes().iter().filter(|n| takes_units(c, n.id)).map(|n| {
+                let on = c.units().iter().filter(|u| placement.get(&u.name) == Some(&n.id));
+                let (cu, mem) = on.fold((0, 0), |(a, b), u| (a + u.compute, b + u.memory));
+                (cu as f64 / n.compute as f64).max(mem as f64 / n.memory as f64)
+            });
+            loads.fold(0.0f64, f64::max)
+        };
+        let moves = rebalance(&c, threshold).unwrap();
+        let names: BTreeSet<&String> = moves.iter().map(|m| &m.unit).collect();
+        prop_assert_eq!(names.len(), moves.len(), "a unit moves at most once");
+        for m in &moves {
+            prop_assert!(takes_units(&c, m.to) && m.to != m.from, "{:?}", m);
+            prop_assert_eq!(placement.insert(m.unit.clone(), m.to), Some(m.from));
+        }
+        prop_assert!(highest(&c, &placement) <= highest(&c, c.placement()));
+        if let Err(e) = check(&c, &placement).and(check_required(&c, &placement)) {
             prop_assert!(false, "{}", e);
         }
     }

@@ -5,7 +5,7 @@
 //! threshold, one unit leaves the most loaded node: of all (unit, node) moves that keep
 //! every constraint, the one leaving the lower of the two nodes' loads the lowest (the
 //! largest move that does not overshoot, so few moves are needed), then by unit name and
-//! node id. It stops when no move lowers the most loaded node's load. Each unit moves at
+//! node id. A unit another unit's required affinity depends on stays where it is. It stops when no move lowers the most loaded node's load. Each unit moves at
 //! most once.
 
 use super::state::State;
@@ -68,9 +68,12 @@ fn best_move(
         .filter(|&u| state.node_of(u) == Some(from) && !moved.contains(&u))
         .collect();
     let mut best: Option<(f64, usize, usize)> = None;
+    let broken = state.broken_required();
     for unit in units {
         state.remove(unit);
-        if let Ok(nodes) = state.candidates(unit) {
+        // A unit that another's required affinity holds on to stays.
+        let held = state.broken_required() > broken;
+        if let Some(nodes) = state.candidates(unit).ok().filter(|_| !held) {
             let left = state.load(from);
             for to in nodes.into_iter().filter(|&n| n != from) {
                 let after = left.max(state.load_with(to, unit));

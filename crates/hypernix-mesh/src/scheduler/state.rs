@@ -49,7 +49,8 @@ pub(super) struct State<'a> {
     pub(super) cluster: &'a Cluster,
     node_domains: Vec<[usize; 4]>,
     domains: Vec<Domain>,
-    used: Vec<(u64, u64)>,
+    /// Compute and memory placed on each node (`u128`: sums of `u64` requests).
+    used: Vec<(u128, u128)>,
     at: Vec<Option<usize>>,
     label_sets: Vec<Vec<usize>>,
     group: Vec<usize>,
@@ -218,22 +219,29 @@ impl<'a> State<'a> {
         }
     }
 
-    fn count(&mut self, unit: usize, node: usize, delta: i64) {
+    fn count(&mut self, unit: usize, node: usize, delta: i32) {
         let u = &self.cluster.units[unit];
         let used = &mut self.used[node];
-        used.0 = used.0.saturating_add_signed(delta * u.compute as i64);
-        used.1 = used.1.saturating_add_signed(delta * u.memory as i64);
+        let (compute, memory) = (u128::from(u.compute), u128::from(u.memory));
+        *used = if delta > 0 {
+            (used.0 + compute, used.1 + memory)
+        } else {
+            (
+                used.0.saturating_sub(compute),
+                used.1.saturating_sub(memory),
+            )
+        };
         let group = self.group[unit];
         let bump = |map: &mut BTreeMap<usize, u32>, key: usize| {
             let count = map.entry(key).or_default();
-            *count = count.saturating_add_signed(delta as i32);
+            *count = count.saturating_add_signed(delta);
             if *count == 0 {
                 map.remove(&key);
             }
         };
         for &d in &self.node_domains[node] {
             let domain = &mut self.domains[d];
-            domain.units = domain.units.saturating_add_signed(delta as i32);
+            domain.units = domain.units.saturating_add_signed(delta);
             bump(&mut domain.groups, group);
             for &pair in &self.label_sets[group] {
                 bump(&mut domain.pairs, pair);
@@ -265,6 +273,17 @@ impl<'a> State<'a> {
                     && d.groups.keys().any(|&g| self.matches(selector, g))
             }
         }
+    }
+
+    /// How many required affinity rules of placed units have no match in their domain.
+    pub(super) fn broken_required(&self) -> usize {
+        let placed = self.at.iter().enumerate();
+        let placed = placed.filter_map(|(u, n)| Some((u, (*n)?)));
+        placed
+            .flat_map(|(u, n)| self.rules[u].iter().map(move |r| (n, r)))
+            .filter(|(_, r)| r.kind == AffinityKind::Required)
+            .filter(|(n, r)| !self.domain_matches(self.node_domains[*n][r.scope], r.selector))
+            .count()
     }
 
     /// Whether a node may take units at all.
@@ -303,11 +322,8 @@ impl<'a> State<'a> {
                 |n: usize| self.domain_matches(self.node_domains[n][rule.scope], rule.selector);
             match rule.kind {
                 AffinityKind::Required => {
-                    let anywhere = self
-                        .domains
-                        .iter()
-                        .enumerate()
-                        .any(|(d, _)| self.domain_matches(d, rule.selector));
+                    let anywhere =
+                        (0..self.domains.len()).any(|d| self.domain_matches(d, rule.selector));
                     if !anywhere {
                         if self.matches(rule.selector, group) {
                             continue;
@@ -363,8 +379,8 @@ impl<'a> State<'a> {
     fn fits(&self, unit: usize, node: usize) -> bool {
         let (u, n) = (&self.cluster.units[unit], &self.cluster.nodes[node]);
         let (compute, memory) = self.used[node];
-        compute.saturating_add(u.compute) <= n.compute
-            && memory.saturating_add(u.memory) <= n.memory
+        compute + u128::from(u.compute) <= u128::from(n.compute)
+            && memory + u128::from(u.memory) <= u128::from(n.memory)
     }
 
     /// The larger of the node's compute and memory use, as a fraction of its capacity.
@@ -376,12 +392,18 @@ impl<'a> State<'a> {
     pub(super) fn load_with(&self, node: usize, unit: usize) -> f64 {
         let u = &self.cluster.units[unit];
         let (compute, memory) = self.used[node];
-        self.load_of(node, (compute + u.compute, memory + u.memory))
+        self.load_of(
+            node,
+            (
+                compute + u128::from(u.compute),
+                memory + u128::from(u.memory),
+            ),
+        )
     }
 
-    fn load_of(&self, node: usize, (compute, memory): (u64, u64)) -> f64 {
+    fn load_of(&self, node: usize, (compute, memory): (u128, u128)) -> f64 {
         let n = &self.cluster.nodes[node];
-        let fraction = |used: u64, capacity: u64| used as f64 / capacity.max(1) as f64;
+        let fraction = |used: u128, capacity: u64| used as f64 / capacity.max(1) as f64;
         fraction(compute, n.compute).max(fraction(memory, n.memory))
     }
 

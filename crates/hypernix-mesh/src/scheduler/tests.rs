@@ -377,6 +377,27 @@ fn malformed_input_is_an_error_naming_the_culprit() {
 }
 
 #[test]
+fn enormous_requests_and_capacities_do_not_overflow() {
+    let mut nodes = vec![node(1, "a"), node(2, "a")];
+    nodes[0].compute = u64::MAX;
+    nodes[0].memory = u64::MAX;
+    let mut huge = unit("huge", u64::MAX, "x");
+    huge.memory = u64::MAX;
+    let units = vec![
+        huge.clone(),
+        Unit {
+            name: "huge-2".into(),
+            ..huge
+        },
+        unit("small", 1, "y"),
+    ];
+    let c = cluster(nodes, units, &[("huge", 1), ("huge-2", 1)]);
+    let got = place(&c, Algorithm::BinPacking);
+    assert_eq!(got.placed, [("small".to_string(), 2)].into());
+    assert_eq!(rebalance(&c, 0.0).map(|m| m.len()), Ok(0));
+}
+
+#[test]
 fn rebalance_moves_the_largest_unit_that_does_not_overshoot() {
     let nodes = vec![node(1, "a"), node(2, "a")];
     let units = vec![
@@ -428,6 +449,18 @@ fn rebalance_keeps_constraints_and_skips_unhealthy_nodes() {
         nodes,
         vec![pinned("w0"), pinned("w1"), unit("db", 100, "db")],
         &[("w0", 1), ("w1", 1), ("db", 2)],
+    );
+    assert_eq!(rebalance(&c, 0.1), Ok(vec![]));
+    // db requires web on its host: neither web (held by db) nor db (drawn to web) moves.
+    let nodes = vec![node(1, "a"), node(2, "a")];
+    let db = with(
+        unit("db", 400, "db"),
+        rule(AffinityKind::Required, TopologyScope::Host, "web"),
+    );
+    let c = cluster(
+        nodes,
+        vec![unit("web", 500, "web"), db],
+        &[("web", 1), ("db", 1)],
     );
     assert_eq!(rebalance(&c, 0.1), Ok(vec![]));
     for bad in [-0.1, 1.5, f64::NAN] {
