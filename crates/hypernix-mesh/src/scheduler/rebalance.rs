@@ -73,7 +73,7 @@ fn best_move(
         state.remove(unit);
         // A unit that another's required affinity holds on to stays.
         let held = state.broken_required() > broken;
-        if let Some(nodes) = state.candidates(unit).ok().filter(|_| !held) {
+        if !held && let Ok(nodes) = state.candidates(unit) {
             let left = state.load(from);
             for to in nodes.into_iter().filter(|&n| n != from) {
                 let after = left.max(state.load_with(to, unit));
