@@ -9,7 +9,7 @@
 //! A node without a rack (or region) is in the one domain of nodes without one.
 
 use super::{Cluster, Health, scope_name};
-use hypernix_config::schema::compute::{AffinityKind, TopologyScope};
+use hypernix_config::schema::compute::{Affinity, AffinityKind, TopologyScope};
 use std::collections::BTreeMap;
 
 /// Scopes in the order of a node's domain array.
@@ -65,106 +65,24 @@ pub(super) struct State<'a> {
 impl<'a> State<'a> {
     /// The cluster with its placement, leaving out the units `skip` names.
     pub(super) fn new(cluster: &'a Cluster, skip: impl Fn(usize) -> bool) -> State<'a> {
-        let mut domain_ids: BTreeMap<(usize, Option<String>), usize> = BTreeMap::new();
-        let node_domains = cluster
-            .nodes
-            .iter()
-            .map(|n| {
-                let keys = [
-                    Some(n.id.to_string()),
-                    n.location.rack.clone(),
-                    Some(n.location.zone.clone()),
-                    n.location.region.clone(),
-                ];
-                let mut ids = [0; 4];
-                for (scope, key) in keys.into_iter().enumerate() {
-                    let next = domain_ids.len();
-                    ids[scope] = *domain_ids.entry((scope, key)).or_insert(next);
-                }
-                ids
-            })
-            .collect();
-        let mut pairs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let mut label_set_ids: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
-        let mut group = Vec::with_capacity(cluster.units.len());
-        for unit in &cluster.units {
-            let set: Vec<usize> = unit
-                .labels
-                .iter()
-                .map(|(k, v)| {
-                    let next = pairs.len();
-                    *pairs.entry((k, v)).or_insert(next)
-                })
-                .collect();
-            let mut set = set;
-            set.sort_unstable();
-            let next = label_set_ids.len();
-            group.push(*label_set_ids.entry(set).or_insert(next));
-        }
-        let mut label_sets = vec![Vec::new(); label_set_ids.len()];
-        for (set, id) in label_set_ids {
-            label_sets[id] = set;
-        }
-        let mut selector_ids: BTreeMap<Option<Vec<usize>>, usize> = BTreeMap::new();
+        let (node_domains, domains) = domains(cluster);
+        let (pairs, label_sets, group) = label_sets(cluster);
+        let mut selector_ids = BTreeMap::new();
         let rules = cluster
             .units
             .iter()
             .map(|unit| {
-                let rules = unit.placement.affinity.iter().map(|a| {
-                    let ids: Option<Vec<usize>> = a
-                        .label_selector
-                        .iter()
-                        .map(|(k, v)| pairs.get(&(k.as_str(), v.as_str())).copied())
-                        .collect();
-                    let ids = ids.map(|mut ids| {
-                        ids.sort_unstable();
-                        ids
-                    });
-                    let next = selector_ids.len();
-                    let selector = *selector_ids.entry(ids).or_insert(next);
-                    let kind = match a.kind {
-                        AffinityKind::Required => "required affinity",
-                        AffinityKind::Preferred => "preferred affinity",
-                        AffinityKind::Anti => "anti-affinity",
-                    };
-                    let labels: Vec<String> = a
-                        .label_selector
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    Rule {
-                        kind: a.kind,
-                        scope: scope_index(a.scope),
-                        selector,
-                        weight: a.weight.into(),
-                        text: format!(
-                            "{kind} with {{{}}} at scope {}",
-                            labels.join(","),
-                            scope_name(a.scope)
-                        ),
-                    }
-                });
-                rules.collect()
+                let affinity = unit.placement.affinity.iter();
+                affinity
+                    .map(|a| rule(a, &pairs, &mut selector_ids))
+                    .collect()
             })
             .collect();
         let mut selectors = vec![None; selector_ids.len()];
         for (ids, id) in selector_ids {
             selectors[id] = ids;
         }
-        let matching = label_sets
-            .iter()
-            .map(|set| {
-                let selectors = selectors.iter().enumerate();
-                selectors
-                    .filter(|(_, pairs)| {
-                        pairs.as_ref().is_some_and(|pairs: &Vec<usize>| {
-                            pairs.iter().all(|p| set.binary_search(p).is_ok())
-                        })
-                    })
-                    .map(|(s, _)| s)
-                    .collect()
-            })
-            .collect();
+        let matching = matching(&label_sets, &selectors);
         let mut group_spreads = vec![Vec::new(); label_sets.len()];
         for (u, spread) in cluster.spreads.iter().enumerate() {
             if let Some((scope, maximum)) = *spread {
@@ -178,7 +96,7 @@ impl<'a> State<'a> {
         let mut state = State {
             cluster,
             node_domains,
-            domains: (0..domain_ids.len()).map(|_| Domain::default()).collect(),
+            domains: (0..domains).map(|_| Domain::default()).collect(),
             used: vec![(0, 0); cluster.nodes.len()],
             at: vec![None; cluster.units.len()],
             label_sets,
@@ -430,4 +348,123 @@ impl<'a> State<'a> {
             .iter()
             .any(|r| r.kind == AffinityKind::Required)
     }
+}
+
+/// Each node's domains (host, rack, zone, region) by id, and how many domains there are.
+fn domains(cluster: &Cluster) -> (Vec<[usize; 4]>, usize) {
+    let mut ids: BTreeMap<(usize, Option<String>), usize> = BTreeMap::new();
+    let node_domains = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let keys = [
+                Some(n.id.to_string()),
+                n.location.rack.clone(),
+                Some(n.location.zone.clone()),
+                n.location.region.clone(),
+            ];
+            let mut domains = [0; 4];
+            for (scope, key) in keys.into_iter().enumerate() {
+                let next = ids.len();
+                domains[scope] = *ids.entry((scope, key)).or_insert(next);
+            }
+            domains
+        })
+        .collect();
+    (node_domains, ids.len())
+}
+
+type Pairs<'c> = BTreeMap<(&'c str, &'c str), usize>;
+
+/// The label pairs by id, the label sets (groups) by id, and each unit's group.
+fn label_sets(cluster: &Cluster) -> (Pairs<'_>, Vec<Vec<usize>>, Vec<usize>) {
+    let mut pairs = Pairs::new();
+    let mut ids: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+    let mut group = Vec::with_capacity(cluster.units.len());
+    for unit in &cluster.units {
+        let mut set: Vec<usize> = unit
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                let next = pairs.len();
+                *pairs.entry((k, v)).or_insert(next)
+            })
+            .collect();
+        set.sort_unstable();
+        let next = ids.len();
+        group.push(*ids.entry(set).or_insert(next));
+    }
+    let mut label_sets = vec![Vec::new(); ids.len()];
+    for (set, id) in ids {
+        label_sets[id] = set;
+    }
+    (pairs, label_sets, group)
+}
+
+/// An affinity rule with its selector interned and its text for reasons.
+fn rule(
+    affinity: &Affinity,
+    pairs: &Pairs<'_>,
+    selector_ids: &mut BTreeMap<Option<Vec<usize>>, usize>,
+) -> Rule {
+    let ids: Option<Vec<usize>> = affinity
+        .label_selector
+        .iter()
+        .map(|(k, v)| pairs.get(&(k.as_str(), v.as_str())).copied())
+        .collect();
+    let ids = ids.map(|mut ids| {
+        ids.sort_unstable();
+        ids
+    });
+    let next = selector_ids.len();
+    let selector = *selector_ids.entry(ids).or_insert(next);
+    let kind = match affinity.kind {
+        AffinityKind::Required => "required affinity",
+        AffinityKind::Preferred => "preferred affinity",
+        AffinityKind::Anti => "anti-affinity",
+    };
+    let labels: Vec<String> = affinity
+        .label_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Rule {
+        kind: affinity.kind,
+        scope: scope_index(affinity.scope),
+        selector,
+        weight: affinity.weight.into(),
+        text: format!(
+            "{kind} with {{{}}} at scope {}",
+            labels.join(","),
+            scope_name(affinity.scope)
+        ),
+    }
+}
+
+/// The selectors that match each label set, in selector order. A selector is checked only
+/// against the label sets holding its first pair.
+fn matching(label_sets: &[Vec<usize>], selectors: &[Option<Vec<usize>>]) -> Vec<Vec<usize>> {
+    let mut with_pair: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (set, pairs) in label_sets.iter().enumerate() {
+        for &pair in pairs {
+            with_pair.entry(pair).or_default().push(set);
+        }
+    }
+    let mut matching = vec![Vec::new(); label_sets.len()];
+    for (selector, pairs) in selectors.iter().enumerate() {
+        match pairs.as_deref() {
+            None => {}
+            Some([]) => matching.iter_mut().for_each(|m| m.push(selector)),
+            Some([first, rest @ ..]) => {
+                let sets = with_pair.get(first).map_or(&[][..], Vec::as_slice);
+                for &set in sets {
+                    let labels = &label_sets[set];
+                    if rest.iter().all(|p| labels.binary_search(p).is_ok()) {
+                        matching[set].push(selector);
+                    }
+                }
+            }
+        }
+    }
+    matching
 }
