@@ -4,9 +4,11 @@
 //! through: [`consensus::Command`]s on a key-value state machine of [`consensus::Table`]s.
 //! [`raft::RaftNode`] implements it on openraft, with the log and state machine in one redb
 //! file per node, and peers reached over framed streams ([`raft::wire`], [`raft::tcp`]).
+//! [`scheduler`] decides which node runs which unit, and what happens when a node fails.
 
 #![deny(missing_docs)]
 
 pub mod consensus;
 pub mod membership;
 pub mod raft;
+pub mod scheduler;
