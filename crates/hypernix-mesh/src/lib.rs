@@ -4,9 +4,12 @@
 //! through: [`consensus::Command`]s on a key-value state machine of [`consensus::Table`]s.
 //! [`raft::RaftNode`] implements it on openraft, with the log and state machine in one redb
 //! file per node, and peers reached over framed streams ([`raft::wire`], [`raft::tcp`]).
+//! [`membership`] gossips who is in the mesh; [`roles`] decides from each node's roles
+//! whether it votes and whether it runs units.
 
 #![deny(missing_docs)]
 
 pub mod consensus;
 pub mod membership;
 pub mod raft;
+pub mod roles;
