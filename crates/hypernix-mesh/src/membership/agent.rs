@@ -7,7 +7,7 @@ use rand::rngs::SmallRng;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -53,6 +53,12 @@ impl Default for SwimParameters {
 impl SwimParameters {
     fn to_foca(self) -> Config {
         let mut config = Config::new_lan(self.cluster_size);
+        // Twice foca's LAN default (6 for 50 members), so that an update survives a whole
+        // cluster joining at once: with the default, 50 agents started together sometimes
+        // missed a join until the periodic announce, 4-5 s later (mesh-bench).
+        config.max_transmissions = config
+            .max_transmissions
+            .saturating_mul(NonZeroU8::MIN.saturating_add(1));
         if let Some(gossip) = config.periodic_gossip.as_mut() {
             gossip.num_members = self.gossip_fanout;
         }

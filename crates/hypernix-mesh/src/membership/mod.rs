@@ -36,6 +36,19 @@ pub enum NodeRole {
     Witness,
 }
 
+impl NodeRole {
+    /// The role as `mesh.node.roles` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Controller => "controller",
+            NodeRole::Worker => "worker",
+            NodeRole::Storage => "storage",
+            NodeRole::Edge => "edge",
+            NodeRole::Witness => "witness",
+        }
+    }
+}
+
 /// A node as it gossips itself: id, address, roles and the incarnation of this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {

@@ -87,6 +87,18 @@ impl RaftNode {
             })
     }
 
+    /// Reads `key` from `table` as this node has applied it, without asking the leader.
+    ///
+    /// It works on any member, a learner included, and may miss recent writes; use
+    /// [`Consensus::read`] on the leader for a linearizable read.
+    pub fn read_local(&self, table: Table, key: &str) -> Result<Option<Value>, ConsensusError> {
+        Self::check_key(table, key)?;
+        state_machine::read(&self.storage, table, key).map_err(|reason| ConsensusError::Storage {
+            node: self.id,
+            reason,
+        })
+    }
+
     /// openraft's metrics of this node: state, log, applied and snapshot positions, membership.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
         self.raft.metrics()
@@ -209,10 +221,7 @@ impl Consensus for RaftNode {
             }
             Err(RaftError::Fatal(e)) => return Err(self.stopped(e)),
         }
-        state_machine::read(&self.storage, table, key).map_err(|reason| ConsensusError::Storage {
-            node: self.id,
-            reason,
-        })
+        self.read_local(table, key)
     }
 
     async fn add_member(&self, id: NodeId, addr: &str, role: Role) -> Result<(), ConsensusError> {

@@ -1,6 +1,7 @@
-//! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters and the fault simulation.
+//! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters, roles and the fault simulation.
 
 mod membership;
+mod roles;
 mod sim;
 mod storage;
 mod tcp_cluster;

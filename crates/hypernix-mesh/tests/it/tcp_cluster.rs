@@ -13,19 +13,28 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-struct Member {
-    node: RaftNode,
-    addr: String,
+pub(crate) struct Member {
+    pub(crate) node: RaftNode,
+    pub(crate) addr: String,
     server: JoinHandle<std::io::Result<()>>,
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: TempDir,
-    members: BTreeMap<NodeId, Member>,
+    pub(crate) members: BTreeMap<NodeId, Member>,
 }
 
 impl Cluster {
-    async fn start_node(&mut self, id: NodeId, listener: TcpListener) -> &Member {
+    /// A cluster of no nodes yet, its files in a new temporary directory.
+    pub(crate) fn empty() -> Cluster {
+        Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// Starts node `id` serving on `listener`; it joins nothing until initialized or added.
+    pub(crate) async fn start_node(&mut self, id: NodeId, listener: TcpListener) -> &Member {
         let addr = listener.local_addr().unwrap().to_string();
         let path = self.dir.path().join(format!("node-{id}.redb"));
         let node = RaftNode::start(id, &path, &RaftParameters::default(), Arc::new(TcpDialer))
@@ -37,10 +46,7 @@ impl Cluster {
     }
 
     async fn new(size: u64) -> Cluster {
-        let mut cluster = Cluster {
-            dir: tempfile::tempdir().unwrap(),
-            members: BTreeMap::new(),
-        };
+        let mut cluster = Cluster::empty();
         for id in 1..=size {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             cluster.start_node(id, listener).await;
@@ -54,14 +60,24 @@ impl Cluster {
         cluster
     }
 
-    /// Waits until every running node agrees on a leader other than `not`.
-    async fn leader(&self, not: Option<NodeId>) -> NodeId {
+    /// Waits until every running node in a cluster agrees on a leader other than `not`.
+    pub(crate) async fn leader(&self, not: Option<NodeId>) -> NodeId {
+        let joined = |node: &RaftNode| {
+            let metrics = node.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some()
+        };
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 let seen: Vec<_> = self
                     .members
                     .values()
-                    .filter(|m| !m.server.is_finished())
+                    .filter(|m| !m.server.is_finished() && joined(&m.node))
                     .map(|m| m.node.leadership().borrow().leader)
                     .collect();
                 if let Some(Some(leader)) = seen.first()
@@ -77,14 +93,14 @@ impl Cluster {
         .expect("a leader within 10 s")
     }
 
-    async fn kill(&mut self, id: NodeId) {
+    pub(crate) async fn kill(&mut self, id: NodeId) {
         let member = self.members.remove(&id).unwrap();
         member.server.abort();
         member.node.shutdown().await.unwrap();
     }
 }
 
-fn put(key: &str, n: u64) -> Command {
+pub(crate) fn put(key: &str, n: u64) -> Command {
     Command::Put {
         table: Table::Units,
         key: key.into(),

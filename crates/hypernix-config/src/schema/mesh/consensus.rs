@@ -127,6 +127,22 @@ pub struct Quorum {
 
 impl Consensus {
     pub(super) fn validate(&self, at: &AttrPath, problems: &mut Problems) {
+        let without_engine = match self.algorithm {
+            ConsensusAlgorithm::Raft => None,
+            ConsensusAlgorithm::Pbft => Some("pbft"),
+            ConsensusAlgorithm::Tendermint => Some("tendermint"),
+            ConsensusAlgorithm::Avalanche => Some("avalanche"),
+            ConsensusAlgorithm::Hotstuff => Some("hotstuff"),
+        };
+        if let Some(name) = without_engine {
+            problems.at(
+                at.join("algorithm"),
+                format!(
+                    "\"{name}\" has no engine yet; use \"raft\", the only consensus engine \
+                     hypernix has so far"
+                ),
+            );
+        }
         let params = at.join("parameters");
         let raft = &self.parameters.raft;
         let path = params.join("raft");

@@ -378,6 +378,19 @@ impl Mesh {
                 "is empty; give the node at least one role, such as \"worker\"",
             );
         }
+        let roles = &self.node.roles;
+        if roles.contains(&NodeRole::Witness) {
+            let runners = [(NodeRole::Worker, "worker"), (NodeRole::Edge, "edge")];
+            for (_, name) in runners.iter().filter(|(role, _)| roles.contains(role)) {
+                problems.at(
+                    at.join("node").join("roles"),
+                    format!(
+                        "lists \"witness\" with \"{name}\", but a witness runs no units and \
+                         a {name} node runs them; drop one of the two roles"
+                    ),
+                );
+            }
+        }
         self.consensus.validate(&at.join("consensus"), problems);
 
         let topology = at.join("topology");

@@ -77,12 +77,12 @@ fn full() -> Value {
         "clusterName": "lab",
         "node": {
             "id": "node-1",
-            "roles": [ "controller", "worker", "storage", "edge", "witness" ],
+            "roles": [ "controller", "worker", "storage", "edge" ],
             "location": { "zone": "z1", "rack": "r4", "region": "eu" },
             "capabilities": { "compute": { "capacity": 3200 }, "storage": { "capacity": "2Ti" } }
         },
         "consensus": {
-            "algorithm": "pbft",
+            "algorithm": "raft",
             "parameters": {
                 "raft": { "electionTimeout": "300ms", "heartbeatInterval": "100ms",
                           "snapshotInterval": 5000, "maxInflightMsgs": 64 },
@@ -111,10 +111,10 @@ fn full() -> Value {
 fn full_example_parses_validates_and_round_trips() {
     let m = parse(full()).unwrap();
     assert!(m.enable);
-    assert_eq!(m.node.roles.len(), 5);
+    assert_eq!(m.node.roles.len(), 4);
     assert_eq!(m.node.location.rack.as_deref(), Some("r4"));
     assert_eq!(m.node.capabilities.storage.capacity, Some(Size(1 << 41)));
-    assert_eq!(m.consensus.algorithm, ConsensusAlgorithm::Pbft);
+    assert_eq!(m.consensus.algorithm, ConsensusAlgorithm::Raft);
     assert_eq!(
         m.consensus.parameters.tendermint.block_time,
         Duration::secs(2)
@@ -294,11 +294,52 @@ fn consensus_parameters() {
         "hypervisor.mesh.consensus.parameters.tendermint.blockTime",
         "longer than 0",
     );
-    one_problem(
+    let got = problems(
         json!({ "consensus": { "algorithm": "pbft", "quorum": { "voters": [ "a", "b", "c" ] } } }),
-        "hypervisor.mesh.consensus.parameters.pbft.faultTolerance",
-        "needs at least 4 voters, but quorum.voters lists 3",
     );
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[1].starts_with(
+            "hypervisor.mesh.consensus.parameters.pbft.faultTolerance: tolerating 1 faulty \
+             nodes needs at least 4 voters, but quorum.voters lists 3"
+        ),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn algorithms_without_an_engine_are_refused() {
+    for name in ["pbft", "tendermint", "avalanche", "hotstuff"] {
+        one_problem(
+            json!({ "consensus": { "algorithm": name } }),
+            "hypervisor.mesh.consensus.algorithm",
+            &format!("\"{name}\" has no engine yet; use \"raft\""),
+        );
+    }
+    assert!(problems(json!({ "consensus": { "algorithm": "raft" } })).is_empty());
+}
+
+#[test]
+fn a_witness_neither_works_nor_runs_at_the_edge() {
+    let roles = |r: Value| json!({ "node": { "roles": r } });
+    for other in ["worker", "edge"] {
+        one_problem(
+            roles(json!(["witness", other])),
+            "hypervisor.mesh.node.roles",
+            &format!("lists \"witness\" with \"{other}\", but a witness runs no units"),
+        );
+    }
+    assert_eq!(
+        problems(roles(json!(["worker", "edge", "witness"]))).len(),
+        2
+    );
+    for fine in [
+        json!(["witness"]),
+        json!(["controller", "witness", "storage"]),
+        json!(["edge", "storage"]),
+    ] {
+        assert!(problems(roles(fine.clone())).is_empty(), "{fine}");
+    }
 }
 
 #[test]
