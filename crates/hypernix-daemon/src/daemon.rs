@@ -314,6 +314,15 @@ impl Daemon {
     ) -> Result<(Config, BTreeMap<String, ResolvedUnit>), DaemonError> {
         let config = Config::from_raw(raw, vec![])
             .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))?;
+        if config.hypervisor.mesh.enable {
+            // The mesh crate has consensus, membership and scheduling; the daemon does not
+            // run them yet, so it refuses rather than pretend to be clustered.
+            return Err(DaemonError::Config(vec![
+                "hypervisor.mesh.enable: this daemon runs as a single node; clustering \
+                 (hypernix-mesh) is not wired into it yet, so set mesh.enable = false"
+                    .into(),
+            ]));
+        }
         let units = hypernix_compute::resolve_all(&config)
             .map_err(|e| DaemonError::Config(e.iter().map(ToString::to_string).collect()))?;
         Ok((config, units))

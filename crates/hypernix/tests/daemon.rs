@@ -209,6 +209,14 @@ fn bad_input_fails_the_unit_and_the_daemon_keeps_serving() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
     assert!(qemu_pids(d.state()).is_empty());
+
+    // Clustering is refused, not silently ignored.
+    let mesh = d.config("mesh.nix", "{ hypervisor.mesh.enable = true; }");
+    let out = d.cli(&["apply", mesh.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hypervisor.mesh.enable"), "{err}");
+    assert_eq!(d.units().len(), 3, "nothing changed");
 }
 
 #[test]
