@@ -22,11 +22,6 @@ impl Gate {
         }
     }
 
-    /// Anomalous points in a row so far.
-    pub fn run(&self) -> u32 {
-        self.run
-    }
-
     /// Takes the point at `at_ms`; true when it fires an alert.
     pub fn observe(&mut self, at_ms: i64, anomalous: bool) -> bool {
         if !anomalous {

@@ -130,11 +130,6 @@ impl Sample {
     }
 }
 
-/// The definition of metric `name`.
-pub fn def(name: &str) -> Option<&'static Def> {
-    ALL.iter().copied().find(|d| d.name == name)
-}
-
 /// Whether `name` matches `glob` (`*` any run of characters, `?` one character).
 pub fn glob(glob: &str, name: &str) -> bool {
     fn go(g: &[u8], n: &[u8]) -> bool {

@@ -15,7 +15,7 @@
 mod collect;
 mod detect;
 mod explain;
-pub mod metrics;
+mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
