@@ -31,7 +31,7 @@ const CUT_TABLE: &str = "hnxcut";
 const PHASE: Duration = Duration::from_secs(15);
 const NODES: [NodeId; 3] = [1, 2, 3];
 
-/// The node processes of `a_leader_cut_off_by_nftables_...`; does nothing when run by cargo test.
+/// A node process of the partition test when `HNX_MESH_NETNS_NODE` is set; otherwise does nothing.
 #[test]
 fn node_process() {
     let Ok(args) = std::env::var(NODE_ENV) else {
@@ -360,10 +360,10 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for (child, stdin) in self.nodes.values_mut() {
+        // Killed, or closing their standard input if that fails, each node stops.
+        for (child, _stdin) in self.nodes.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
-            let _ = stdin.flush();
         }
         if std::thread::panicking() {
             for id in self.nodes.keys() {
