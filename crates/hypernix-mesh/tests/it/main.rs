@@ -1,6 +1,7 @@
 //! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters, roles and the fault simulation.
 
 mod membership;
+mod netns;
 mod roles;
 mod sim;
 mod storage;
