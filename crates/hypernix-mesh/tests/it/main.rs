@@ -1,8 +1,9 @@
-//! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters, roles and the fault simulation.
+//! Integration tests of hypernix-mesh: storage, wire frames, TCP and TLS clusters, roles and the fault simulation.
 
 mod membership;
 mod roles;
 mod sim;
 mod storage;
 mod tcp_cluster;
+mod tls;
 mod wire;
