@@ -1,6 +1,6 @@
 //! The cluster CA: made at bootstrap, saved as PEM, signing node certificates.
 
-use super::files::{CertFile, FileError, create_dir, read_key, write_new};
+use super::files::{CertFile, FileError, certificate_pem, create_dir, read_key, write_new};
 use super::identity::{NodeCert, NodeIdentity, NodeKey, NodePublicKey, node_name};
 use super::join::{JoinError, JoinToken};
 use crate::consensus::NodeId;
@@ -79,7 +79,7 @@ impl ClusterCa {
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
         create_dir(dir)?;
         write_new(&dir.join(CA_KEY_FILE), &self.key.serialize_pem(), 0o600)?;
-        write_new(&dir.join(CA_CERT_FILE), &self.issuer.pem(), 0o644)?;
+        write_new(&dir.join(CA_CERT_FILE), &certificate_pem(&self.cert), 0o644)?;
         Ok(())
     }
 

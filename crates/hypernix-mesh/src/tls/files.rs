@@ -122,6 +122,11 @@ pub(crate) fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), Fi
         .map_err(io)
 }
 
+/// A certificate as PEM.
+pub(crate) fn certificate_pem(der: &CertificateDer<'_>) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
 /// Creates `dir` if it is missing.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), FileError> {
     std::fs::create_dir_all(dir).map_err(|source| FileError::Io {

@@ -1,6 +1,6 @@
 //! A node's identity: its key, its certificate signed by the cluster CA, and node names.
 
-use super::files::{CertFile, FileError, create_dir, read_key, write_new};
+use super::files::{CertFile, FileError, certificate_pem, create_dir, read_key, write_new};
 use super::join::{JoinError, JoinToken};
 use crate::consensus::NodeId;
 use rcgen::{KeyPair, PKCS_ED25519, PublicKeyData, SignatureAlgorithm};
@@ -168,16 +168,18 @@ impl NodeIdentity {
 
     /// Saves the certificate, key (mode 0600) and CA certificate as PEM into `dir`, refusing to overwrite.
     pub fn save(&self, dir: &Path) -> Result<(), FileError> {
-        let pem =
-            |der: &CertificateDer<'_>| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
         create_dir(dir)?;
         write_new(&dir.join(NODE_KEY_FILE), &self.key_pem, 0o600)?;
         write_new(
             &dir.join(NODE_CERT_FILE),
-            &pem(&self.cert.certificate),
+            &certificate_pem(&self.cert.certificate),
             0o644,
         )?;
-        write_new(&dir.join(NODE_CA_FILE), &pem(&self.cert.ca), 0o644)
+        write_new(
+            &dir.join(NODE_CA_FILE),
+            &certificate_pem(&self.cert.ca),
+            0o644,
+        )
     }
 
     /// Loads the identity saved in `dir`, checking the key and that the certificate chains to the CA.

@@ -28,6 +28,13 @@ fn a_saved_ca_loads_with_its_key_and_a_private_key_file() {
     let loaded = ClusterCa::load(dir.path()).unwrap();
     assert_eq!(loaded.cluster(), "prod-1");
     assert_eq!(loaded.fingerprint(), ca.fingerprint());
+    // Saved again, it is the same certificate.
+    let again = tempfile::tempdir().unwrap();
+    loaded.save(again.path()).unwrap();
+    assert_eq!(
+        ClusterCa::load(again.path()).unwrap().fingerprint(),
+        ca.fingerprint()
+    );
     // The loaded CA signs certificates that chain to the saved certificate.
     let key = NodeKey::generate().unwrap();
     let cert = loaded.sign(3, &LOOPBACK, &key.public_key()).unwrap();
