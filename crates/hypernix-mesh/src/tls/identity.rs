@@ -236,6 +236,15 @@ impl NodeIdentity {
     }
 }
 
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeIdentity")
+            .field("cert", &self.cert)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// A verifier accepting only client certificates that chain to `ca`.
 pub(crate) fn client_verifier(
     ca: &CertificateDer<'static>,

@@ -49,6 +49,24 @@ pub enum JoinError {
         /// Its length.
         len: usize,
     },
+    /// The node holding the CA could not be reached, or did not prove it holds the pinned CA.
+    #[error(
+        "cannot join through {addr}: {reason}; check the address and that the token is this cluster's"
+    )]
+    Connect {
+        /// The address dialled.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The node holding the CA refused the join.
+    #[error("{addr} refused the join: {reason}")]
+    Refused {
+        /// The address dialled.
+        addr: String,
+        /// Its reason.
+        reason: String,
+    },
     /// The system's random generator failed.
     #[error("cannot draw a random join secret from the system; check /dev/urandom")]
     Random,

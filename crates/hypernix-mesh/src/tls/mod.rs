@@ -6,12 +6,14 @@
 //! Raft over [`TlsDialer`] and [`serve_tls`], which accept only certificates of the cluster CA.
 
 pub mod ca;
+pub mod enroll;
 pub mod files;
 pub mod identity;
 pub mod join;
 pub mod transport;
 
 pub use ca::{CaError, ClusterCa};
+pub use enroll::{join, serve_join};
 pub use files::FileError;
 pub use identity::{CertError, NodeCert, NodeIdentity, NodeKey, NodePublicKey};
 pub use join::{JoinError, JoinToken};

@@ -4,7 +4,9 @@
 use hypernix_mesh::consensus::{Applied, Command, Consensus, NodeId, Table};
 use hypernix_mesh::raft::wire::{Request, Response, read_frame, write_frame};
 use hypernix_mesh::raft::{CallError, Channel, RaftNode, RaftParameters, TypeConfig};
-use hypernix_mesh::tls::{ClusterCa, NodeIdentity, NodeKey, TlsDialer, TlsError, serve_tls};
+use hypernix_mesh::tls::{
+    ClusterCa, JoinError, NodeIdentity, NodeKey, TlsDialer, TlsError, join, serve_join, serve_tls,
+};
 use openraft::Vote;
 use openraft::raft::AppendEntriesRequest;
 use rustls::pki_types::ServerName;
@@ -12,7 +14,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -262,4 +264,62 @@ async fn clients_without_a_certificate_and_plain_tcp_are_refused_and_the_server_
 
     // The servers go on serving the cluster.
     cluster.commits("after", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_over_the_network_once_per_token_and_only_with_the_pinned_ca() {
+    let mut ca = ClusterCa::create("test").unwrap();
+    let bootstrap = ca.node_identity(1, &LOOPBACK).unwrap();
+    let token = ca
+        .issue_token(Duration::from_secs(60), SystemTime::now())
+        .unwrap()
+        .to_string();
+    let fingerprint = ca.fingerprint();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let ca = Arc::new(Mutex::new(ca));
+    let server = tokio::spawn({
+        let ca = ca.clone();
+        async move { serve_join(ca, &bootstrap, listener).await }
+    });
+
+    // A CA holder other than the one the token pins gets no secret: the joiner hangs up.
+    let impostor_ca = ClusterCa::create("test").unwrap();
+    let impostor = impostor_ca.node_identity(1, &LOOPBACK).unwrap();
+    let impostor_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let impostor_addr = impostor_listener.local_addr().unwrap().to_string();
+    let impostor_ca = Arc::new(Mutex::new(impostor_ca));
+    tokio::spawn(async move { serve_join(impostor_ca, &impostor, impostor_listener).await });
+    let err = join(&impostor_addr, &token, 2, &LOOPBACK)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JoinError::Connect { .. }), "{err}");
+
+    // The real one admits node 2 once.
+    let identity = join(&addr, &token, 2, &LOOPBACK).await.unwrap();
+    assert_eq!((identity.node(), identity.cluster()), (2, "test"));
+    assert_eq!(identity.certificate().ca, *ca.lock().unwrap().certificate());
+    identity.certificate().verify().unwrap();
+    let err = join(&addr, &token, 3, &LOOPBACK).await.unwrap_err();
+    assert!(matches!(err, JoinError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    // Garbage is refused locally, and plain TCP garbage does not stop the server.
+    let err = join(&addr, "hnxjoin1.nope", 3, &LOOPBACK)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JoinError::Malformed { .. }), "{err}");
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(&[0xff; 64]).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, tcp.read_to_end(&mut reply)).await;
+    let token = ca
+        .lock()
+        .unwrap()
+        .issue_token(Duration::from_secs(60), SystemTime::now())
+        .unwrap();
+    assert_eq!(token.ca_fingerprint(), fingerprint);
+    let third = join(&addr, &token.to_string(), 3, &LOOPBACK).await.unwrap();
+    assert_eq!(third.node(), 3);
+    assert!(!server.is_finished());
 }
