@@ -5,7 +5,7 @@ use super::ca::{ClusterCa, fingerprint};
 use super::identity::{NodeCert, NodeIdentity, NodeKey, NodePublicKey};
 use super::join::{JoinError, JoinToken};
 use super::provider;
-use super::transport::{HANDSHAKE_TIMEOUT, TlsError};
+use super::transport::{HANDSHAKE_TIMEOUT, TlsError, server_name};
 use crate::consensus::NodeId;
 use crate::raft::wire::{FrameError, read_frame, write_frame};
 use rustls::client::WebPkiServerVerifier;
@@ -40,7 +40,8 @@ struct JoinGrant {
 
 type JoinResponse = Result<JoinGrant, String>;
 
-/// Answers join requests on `listener` with `ca`, presenting `identity` and the CA certificate.
+/// Answers join requests on `listener` with `ca`, presenting `identity` and the CA certificate;
+/// each connection gets [`HANDSHAKE_TIMEOUT`] for its handshake, request and answer.
 pub async fn serve_join(
     ca: Arc<Mutex<ClusterCa>>,
     identity: &NodeIdentity,
@@ -65,8 +66,14 @@ pub async fn serve_join(
         let (stream, peer) = listener.accept().await.map_err(TlsError::Accept)?;
         let (ca, acceptor) = (ca.clone(), acceptor.clone());
         tokio::spawn(async move {
-            if let Err(e) = answer_join(&ca, &acceptor, stream).await {
-                tracing::warn!(%peer, error = %e, "closed a join connection");
+            let answered =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, answer_join(&ca, &acceptor, stream)).await;
+            match answered {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "closed a join connection"),
+                Err(_) => {
+                    tracing::warn!(%peer, "closed a join connection idle for {HANDSHAKE_TIMEOUT:?}")
+                }
             }
         });
     }
@@ -77,9 +84,7 @@ async fn answer_join(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
 ) -> Result<(), FrameError> {
-    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut tls = acceptor.accept(stream).await?;
     let Some(request) = read_frame::<_, JoinRequest>(&mut tls).await? else {
         return Ok(());
     };
@@ -129,9 +134,7 @@ pub async fn join(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| failed(e.to_string()))?;
+    let name = server_name(addr).map_err(|e| failed(e.to_string()))?;
     let exchange = async {
         let tcp = TcpStream::connect(addr).await?;
         let mut tls = TlsConnector::from(Arc::new(config))

@@ -4,6 +4,8 @@
 //! [`JoinToken`]s; a joining node presents one with its public key and gets a [`NodeCert`]
 //! signed by the CA, after checking the CA's fingerprint against the token. Nodes then talk
 //! Raft over [`TlsDialer`] and [`serve_tls`], which accept only certificates of the cluster CA.
+//! [`join`] and [`serve_join`] carry a join over the network; [`files`] keeps CA and node
+//! certificates and keys as PEM files.
 
 pub mod ca;
 pub mod enroll;

@@ -71,10 +71,7 @@ impl Dialer for TlsDialer {
     type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 
     async fn dial(&self, addr: &str) -> io::Result<Self::Stream> {
-        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let name = server_name(addr)?;
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let tls = self.connector.connect(name, tcp).await?;
@@ -175,6 +172,14 @@ fn sender(request: &Request) -> Option<NodeId> {
         Request::InstallSnapshot(rpc) => rpc.vote.leader_id().voted_for(),
         Request::Propose(_) | Request::Read { .. } => None,
     }
+}
+
+/// The name a server at `addr` (`host:port`, `[v6]:port`) must have in its certificate.
+pub(crate) fn server_name(addr: &str) -> io::Result<ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 fn peer_node(certs: Option<&[CertificateDer<'static>]>, cluster: &str) -> Option<NodeId> {
