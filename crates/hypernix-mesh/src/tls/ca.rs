@@ -2,7 +2,7 @@
 
 use super::files::{CertFile, FileError, certificate_pem, create_dir, read_key, write_new};
 use super::identity::{NodeCert, NodeIdentity, NodeKey, NodePublicKey, node_name};
-use super::join::{JoinError, JoinToken};
+use super::token::{JoinError, JoinToken};
 use crate::consensus::NodeId;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,

@@ -3,8 +3,8 @@
 
 use super::ca::{ClusterCa, fingerprint};
 use super::identity::{NodeCert, NodeIdentity, NodeKey, NodePublicKey};
-use super::join::{JoinError, JoinToken};
 use super::provider;
+use super::token::{JoinError, JoinToken};
 use super::transport::{HANDSHAKE_TIMEOUT, TlsError, server_name};
 use crate::consensus::NodeId;
 use crate::raft::wire::{FrameError, read_frame, write_frame};

@@ -1,7 +1,7 @@
 //! A node's identity: its key, its certificate signed by the cluster CA, and node names.
 
 use super::files::{CertFile, FileError, certificate_pem, create_dir, read_key, write_new};
-use super::join::{JoinError, JoinToken};
+use super::token::{JoinError, JoinToken};
 use crate::consensus::NodeId;
 use rcgen::{KeyPair, PKCS_ED25519, PublicKeyData, SignatureAlgorithm};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};

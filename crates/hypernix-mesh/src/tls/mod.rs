@@ -11,14 +11,14 @@ pub mod ca;
 pub mod enroll;
 pub mod files;
 pub mod identity;
-pub mod join;
+pub mod token;
 pub mod transport;
 
 pub use ca::{CaError, ClusterCa};
 pub use enroll::{join, serve_join};
 pub use files::FileError;
 pub use identity::{CertError, NodeCert, NodeIdentity, NodeKey, NodePublicKey};
-pub use join::{JoinError, JoinToken};
+pub use token::{JoinError, JoinToken};
 pub use transport::{TlsDialer, TlsError, serve_tls};
 
 use std::sync::Arc;
