@@ -6,6 +6,8 @@
 //! file per node, and peers reached over framed streams ([`raft::wire`], [`raft::tcp`]).
 //! [`membership`] gossips who is in the mesh; [`roles`] decides from each node's roles
 //! whether it votes and whether it runs units.
+//! [`tls`] secures node-to-node traffic with mutual TLS under a cluster CA and admits
+//! new nodes with join tokens.
 //! [`scheduler`] decides which node runs which unit, and what happens when a node fails.
 
 #![deny(missing_docs)]
@@ -15,3 +17,4 @@ pub mod membership;
 pub mod raft;
 pub mod roles;
 pub mod scheduler;
+pub mod tls;

@@ -17,7 +17,8 @@ where
     Ok(())
 }
 
-async fn answer(node: &RaftNode, request: Request) -> Response {
+/// The response to one request.
+pub(crate) async fn answer(node: &RaftNode, request: Request) -> Response {
     let raft = node.raft();
     match request {
         Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),

@@ -1,7 +1,7 @@
 //! Raft over plain TCP.
 //!
-//! Frames travel unencrypted and unauthenticated: use this only on a trusted network.
-//! Mutual TLS between nodes (a cluster CA, join tokens) comes later and will wrap these streams.
+//! Frames travel unencrypted and unauthenticated: use this only on a trusted network, or
+//! use [`crate::tls`] (mutual TLS under the cluster CA), which wraps the same streams.
 
 use super::network::Dialer;
 use super::{RaftNode, serve};

@@ -1,4 +1,4 @@
-//! Integration tests of hypernix-mesh: storage, wire frames, TCP clusters, roles and the fault simulation.
+//! Integration tests of hypernix-mesh: storage, wire frames, TCP and TLS clusters, roles and the fault simulation.
 
 mod membership;
 mod netns;
@@ -6,4 +6,5 @@ mod roles;
 mod sim;
 mod storage;
 mod tcp_cluster;
+mod tls;
 mod wire;
