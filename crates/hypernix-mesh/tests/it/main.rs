@@ -2,6 +2,7 @@
 
 mod membership;
 mod netns;
+mod procs;
 mod roles;
 mod sim;
 mod storage;

@@ -4,7 +4,7 @@
 //! The node processes are this test binary run again (`node_process`, told what to be through
 //! an environment variable), so no other binary has to be built first.
 
-mod node;
+pub(crate) mod node;
 
 use hypernix_mesh::consensus::{Applied, Command, ConsensusError, NodeId, Table};
 use hypernix_mesh::raft::Channel;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// The environment variable that turns this test binary into a node: its arguments, one a line.
-const NODE_ENV: &str = "HNX_MESH_NETNS_NODE";
+pub(crate) const NODE_ENV: &str = "HNX_MESH_NETNS_NODE";
 /// Where nodes serve Raft and client frames.
 const RAFT_PORT: u16 = 7000;
 /// Where nodes answer the test's `status` and `local KEY` lines.
@@ -28,7 +28,7 @@ const ADMIN_PORT: u16 = 7001;
 /// The nftables table that cuts a node off.
 const CUT_TABLE: &str = "hnxcut";
 /// How long each phase may take.
-const PHASE: Duration = Duration::from_secs(15);
+pub(crate) const PHASE: Duration = Duration::from_secs(15);
 const NODES: [NodeId; 3] = [1, 2, 3];
 
 /// A node process of the partition test when `HNX_MESH_NETNS_NODE` is set; otherwise does nothing.
@@ -86,124 +86,18 @@ fn free_subnet() -> String {
         .expect("a free 10.x.y.0/24 for the test network")
 }
 
-/// The namespaces, bridge and node processes of one test; all removed on drop, even after a panic.
-struct Net {
-    bridge_ns: String,
-    node_ns: BTreeMap<NodeId, String>,
-    client_if: String,
-    subnet: String,
-    nodes: BTreeMap<NodeId, (Child, ChildStdin)>,
-    dir: TempDir,
-}
+/// Node processes that answer on a Raft address and an admin address each: the helpers the
+/// partition test here and the loopback tests of `procs` share.
+pub(crate) trait Nodes {
+    /// Where node `id` serves Raft and client frames.
+    fn raft_addr(&self, id: NodeId) -> String;
 
-impl Net {
-    /// A bridge in its own namespace, one namespace per node on it, and a link from here to it.
-    fn build() -> Net {
-        let prefix = format!("hnx{}", std::process::id());
-        let net = Net {
-            bridge_ns: format!("{prefix}b"),
-            node_ns: NODES
-                .iter()
-                .map(|id| (*id, format!("{prefix}n{id}")))
-                .collect(),
-            client_if: format!("{prefix}c"),
-            subnet: free_subnet(),
-            nodes: BTreeMap::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        // Left over by an earlier run that was killed with the same pid.
-        net.remove_network();
-        let b = net.bridge_ns.clone();
-        must("ip", &["netns", "add", &b]);
-        must("ip", &["-n", &b, "link", "set", "lo", "up"]);
-        must("ip", &["-n", &b, "link", "add", "br0", "type", "bridge"]);
-        must("ip", &["-n", &b, "link", "set", "br0", "up"]);
-        for (id, ns) in &net.node_ns {
-            let port = format!("v{id}");
-            let addr = format!("{}.{id}/24", net.subnet);
-            must("ip", &["netns", "add", ns]);
-            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-            must(
-                "ip",
-                &[
-                    "-n", &b, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                    "netns", ns,
-                ],
-            );
-            must(
-                "ip",
-                &["-n", &b, "link", "set", &port, "master", "br0", "up"],
-            );
-            must("ip", &["-n", ns, "addr", "add", &addr, "dev", "eth0"]);
-            must("ip", &["-n", ns, "link", "set", "eth0", "up"]);
-        }
-        let c = net.client_if.clone();
-        must(
-            "ip",
-            &[
-                "link", "add", &c, "type", "veth", "peer", "name", "vc", "netns", &b,
-            ],
-        );
-        must(
-            "ip",
-            &["-n", &b, "link", "set", "vc", "master", "br0", "up"],
-        );
-        must(
-            "ip",
-            &["addr", "add", &format!("{}.254/24", net.subnet), "dev", &c],
-        );
-        must("ip", &["link", "set", &c, "up"]);
-        net
-    }
-
-    fn raft_addr(&self, id: NodeId) -> String {
-        format!("{}.{id}:{RAFT_PORT}", self.subnet)
-    }
-
-    /// Starts node `id` in its namespace; node 1 initializes the cluster.
-    fn start(&mut self, id: NodeId) {
-        let args = NodeArgs {
-            id,
-            listen: self.raft_addr(id),
-            admin: Some(format!("{}.{id}:{ADMIN_PORT}", self.subnet)),
-            dir: self.dir.path().join(format!("node-{id}")),
-            peers: NODES
-                .iter()
-                .filter(|p| **p != id)
-                .map(|p| (*p, self.raft_addr(*p)))
-                .collect(),
-            init: id == 1,
-        };
-        let log = std::fs::File::create(self.log(id)).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.node_ns[&id]])
-            .arg(exe)
-            .args([
-                "--exact",
-                "netns::node_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(NODE_ENV, args.to_args().join("\n"))
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        self.nodes.insert(id, (child, stdin));
-    }
-
-    fn log(&self, id: NodeId) -> std::path::PathBuf {
-        self.dir.path().join(format!("node-{id}.log"))
-    }
+    /// Where node `id` answers `status` and `local KEY`.
+    fn admin_addr(&self, id: NodeId) -> SocketAddr;
 
     /// Sends one line to node `id`'s admin port and returns its JSON answer.
     fn admin(&self, id: NodeId, request: &str) -> Result<Value, String> {
-        let addr: SocketAddr = format!("{}.{id}:{ADMIN_PORT}", self.subnet)
-            .parse()
-            .unwrap();
+        let addr = self.admin_addr(id);
         let exchange = || -> std::io::Result<String> {
             let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
             stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -306,6 +200,116 @@ impl Net {
         }
         panic!("nodes {ids:?} answered no read of {key} within {PHASE:?}: {errors:?}");
     }
+}
+
+/// The namespaces, bridge and node processes of one test; all removed on drop, even after a panic.
+struct Net {
+    bridge_ns: String,
+    node_ns: BTreeMap<NodeId, String>,
+    client_if: String,
+    subnet: String,
+    nodes: BTreeMap<NodeId, (Child, ChildStdin)>,
+    dir: TempDir,
+}
+
+impl Net {
+    /// A bridge in its own namespace, one namespace per node on it, and a link from here to it.
+    fn build() -> Net {
+        let prefix = format!("hnx{}", std::process::id());
+        let net = Net {
+            bridge_ns: format!("{prefix}b"),
+            node_ns: NODES
+                .iter()
+                .map(|id| (*id, format!("{prefix}n{id}")))
+                .collect(),
+            client_if: format!("{prefix}c"),
+            subnet: free_subnet(),
+            nodes: BTreeMap::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // Left over by an earlier run that was killed with the same pid.
+        net.remove_network();
+        let b = net.bridge_ns.clone();
+        must("ip", &["netns", "add", &b]);
+        must("ip", &["-n", &b, "link", "set", "lo", "up"]);
+        must("ip", &["-n", &b, "link", "add", "br0", "type", "bridge"]);
+        must("ip", &["-n", &b, "link", "set", "br0", "up"]);
+        for (id, ns) in &net.node_ns {
+            let port = format!("v{id}");
+            let addr = format!("{}.{id}/24", net.subnet);
+            must("ip", &["netns", "add", ns]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+            must(
+                "ip",
+                &[
+                    "-n", &b, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                    "netns", ns,
+                ],
+            );
+            must(
+                "ip",
+                &["-n", &b, "link", "set", &port, "master", "br0", "up"],
+            );
+            must("ip", &["-n", ns, "addr", "add", &addr, "dev", "eth0"]);
+            must("ip", &["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        let c = net.client_if.clone();
+        must(
+            "ip",
+            &[
+                "link", "add", &c, "type", "veth", "peer", "name", "vc", "netns", &b,
+            ],
+        );
+        must(
+            "ip",
+            &["-n", &b, "link", "set", "vc", "master", "br0", "up"],
+        );
+        must(
+            "ip",
+            &["addr", "add", &format!("{}.254/24", net.subnet), "dev", &c],
+        );
+        must("ip", &["link", "set", &c, "up"]);
+        net
+    }
+
+    /// Starts node `id` in its namespace; node 1 initializes the cluster.
+    fn start(&mut self, id: NodeId) {
+        let args = NodeArgs {
+            id,
+            listen: self.raft_addr(id),
+            admin: Some(format!("{}.{id}:{ADMIN_PORT}", self.subnet)),
+            dir: self.dir.path().join(format!("node-{id}")),
+            peers: NODES
+                .iter()
+                .filter(|p| **p != id)
+                .map(|p| (*p, self.raft_addr(*p)))
+                .collect(),
+            init: id == 1,
+        };
+        let log = std::fs::File::create(self.log(id)).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.node_ns[&id]])
+            .arg(exe)
+            .args([
+                "--exact",
+                "netns::node_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(NODE_ENV, args.to_args().join("\n"))
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        self.nodes.insert(id, (child, stdin));
+    }
+
+    fn log(&self, id: NodeId) -> std::path::PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
 
     /// Drops everything node `id` sends to or receives from the other nodes.
     fn cut(&self, id: NodeId) {
@@ -358,6 +362,18 @@ impl Net {
     }
 }
 
+impl Nodes for Net {
+    fn raft_addr(&self, id: NodeId) -> String {
+        format!("{}.{id}:{RAFT_PORT}", self.subnet)
+    }
+
+    fn admin_addr(&self, id: NodeId) -> SocketAddr {
+        format!("{}.{id}:{ADMIN_PORT}", self.subnet)
+            .parse()
+            .unwrap()
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         // Killed, or closing their standard input if that fails, each node stops.
@@ -377,7 +393,8 @@ impl Drop for Net {
     }
 }
 
-fn put(key: &str, value: &str) -> Command {
+/// A write of `value` under `key` in the units table.
+pub(crate) fn put(key: &str, value: &str) -> Command {
     Command::Put {
         table: Table::Units,
         key: key.into(),
