@@ -1,4 +1,4 @@
-//! Integration tests of hypernix-mesh: storage, wire frames, TCP and TLS clusters, roles and the fault simulation.
+//! Integration tests of hypernix-mesh: storage, wire frames, TCP and TLS clusters, roles, the fault simulation, partitions in network namespaces and crashed node processes.
 
 mod membership;
 mod netns;
