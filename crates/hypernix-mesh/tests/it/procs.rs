@@ -3,12 +3,12 @@
 //! SIGKILL is a crash: the tests kill leaders and majorities and restart them on their redb files.
 
 use crate::netns::node::NodeArgs;
-use crate::netns::{NODE_ENV, Nodes, put};
+use crate::netns::{Nodes, put, spawn_node};
 use hypernix_mesh::consensus::{Applied, ConsensusError, NodeId};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -69,19 +69,7 @@ impl Cluster {
             .append(true)
             .open(self.log(id))
             .unwrap();
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "netns::node_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(NODE_ENV, args.to_args().join("\n"))
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_node(None, &args, log);
         let stdin = child.stdin.take().unwrap();
         self.nodes.insert(id, (child, stdin));
         self.started.insert(id);

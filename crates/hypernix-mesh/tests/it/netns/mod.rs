@@ -287,22 +287,7 @@ impl Net {
             init: id == 1,
         };
         let log = std::fs::File::create(self.log(id)).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.node_ns[&id]])
-            .arg(exe)
-            .args([
-                "--exact",
-                "netns::node_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(NODE_ENV, args.to_args().join("\n"))
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_node(Some(&self.node_ns[&id]), &args, log);
         let stdin = child.stdin.take().unwrap();
         self.nodes.insert(id, (child, stdin));
     }
@@ -391,6 +376,33 @@ impl Drop for Net {
         }
         self.remove_network();
     }
+}
+
+/// Starts a node process (this test binary re-run as `netns::node_process`), inside
+/// network namespace `ns` when given, its output going to `log`; it ends when its stdin
+/// closes.
+pub(crate) fn spawn_node(ns: Option<&str>, args: &NodeArgs, log: std::fs::File) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    cmd.args([
+        "--exact",
+        "netns::node_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(NODE_ENV, args.to_args().join("\n"))
+    .stdin(Stdio::piped())
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    .spawn()
+    .unwrap()
 }
 
 /// A write of `value` under `key` in the units table.
