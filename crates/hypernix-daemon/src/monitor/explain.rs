@@ -260,10 +260,16 @@ impl Daemon {
             .max()
             .map_or(30 * 86_400, |h| h.std().as_secs());
         let now = chrono::Utc::now().timestamp_millis();
+        let store = tsdb(self).ok();
+        // The latest sample: the last of the hour buckets (recent ones are aggregated from
+        // raw points on the fly).
         let latest = |name: &str, labels: &BTreeMap<String, String>| {
-            self.metric_series(name, labels, now - 3_600_000, now, 1)
-                .ok()
-                .and_then(|s| s.first().and_then(|s| s.points.last()).map(|p| p.last))
+            let key = SeriesKey {
+                name: name.to_string(),
+                labels: labels.clone(),
+            };
+            let points = store?.query(&key, now - 3_600_000, now, Resolution::Hour);
+            points.ok()?.last().map(|p| p.last)
         };
         let mut pairs: Vec<Watched> = vec![
             (
@@ -279,9 +285,7 @@ impl Daemon {
                 latest(metrics::HOST_MEMORY_TOTAL.name, &BTreeMap::new()),
             ),
         ];
-        if let Ok(tsdb) = tsdb(self)
-            && let Ok(keys) = tsdb.series()
-        {
+        if let Some(keys) = store.and_then(|t| t.series().ok()) {
             for k in keys {
                 if k.name == metrics::HOST_FS_USED.name {
                     // Full means nothing left for unprivileged users, as `df` counts.
@@ -320,14 +324,9 @@ impl Daemon {
         let Ok(tsdb) = tsdb(self) else {
             return Vec::new();
         };
-        let Ok(keys) = tsdb.series() else {
-            return Vec::new();
-        };
-        let Some(key) = keys
-            .into_iter()
-            .find(|k| k.name == def.name && &k.labels == labels)
-        else {
-            return Vec::new();
+        let key = SeriesKey {
+            name: def.name.to_string(),
+            labels: labels.clone(),
         };
         let mut best = Vec::new();
         for resolution in [
