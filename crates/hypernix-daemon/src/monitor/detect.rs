@@ -75,10 +75,15 @@ impl Detection {
         if !monitoring.ai.enable {
             settings.clear();
         }
+        let cooldown_ms = monitoring.ai.actions.alert.cooldown.std().as_millis() as i64;
+        if cooldown_ms != self.cooldown_ms {
+            // Each gate holds the cooldown it was made with.
+            self.watches.clear();
+        }
         self.watches
             .retain(|(name, _), _| settings.get(name) == self.settings.get(name));
         self.settings = settings;
-        self.cooldown_ms = monitoring.ai.actions.alert.cooldown.std().as_millis() as i64;
+        self.cooldown_ms = cooldown_ms;
     }
 
     /// Series watched now.
