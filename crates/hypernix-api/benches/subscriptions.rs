@@ -43,6 +43,7 @@ async fn serve(nats: Option<String>) -> (Arc<Daemon>, SocketAddr, tempfile::Temp
         addr,
         Some(hypernix_vmm::Accel::Tcg),
         nats,
+        None,
     )
     .await
     .unwrap();

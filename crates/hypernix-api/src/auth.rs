@@ -137,6 +137,12 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Subscription, "computeUnitStateChanged") => {
             rule("unit.watch", "compute", "read", Unit("name"))
         }
+        (Query, "meshStatus") => rule("mesh.status", "cluster", "read", none),
+        (Mutation, "meshJoinToken") => rule("mesh.token", "cluster", "join", none),
+        (Mutation, "meshLeave") => rule("mesh.leave", "cluster", "configure", none),
+        (Subscription, "meshTopologyChanged") => rule("mesh.watch", "cluster", "read", none),
+        (Subscription, "consensusStateChanged") => rule("mesh.watch", "cluster", "read", none),
+        (Subscription, "nodeStatusChanged") => rule("mesh.watch", "cluster", "read", none),
         (Subscription, "jobProgress") => rule("job.watch", "any", "read", none),
         (Subscription, "computeUnitUpdated") => rule("unit.watch", "compute", "read", Unit("name")),
         _ => return None,

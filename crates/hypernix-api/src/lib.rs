@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod caps;
 pub mod client;
+pub mod mesh;
 pub mod monitor;
 pub mod schema;
 pub mod server;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::backup::{BackupMutation, BackupQuery, BackupSubscription};
 use crate::caps::CapsMutation;
+use crate::mesh::{MeshMutation, MeshQuery, MeshSubscription};
 use crate::monitor::{MonitorQuery, MonitorSubscription};
 use crate::storage::{StorageMutation, StorageQuery, StorageSubscription};
 use crate::types::EventFilter;
@@ -90,6 +91,7 @@ pub(crate) fn gql(e: DaemonError) -> async_graphql::Error {
         DaemonError::Store(_) => "INTERNAL",
         DaemonError::Storage(_) => "STORAGE",
         DaemonError::Monitor(_) => "MONITOR",
+        DaemonError::Mesh(_) => "CLUSTER",
     };
     let details = match &e {
         DaemonError::Config(errors) => errors.clone(),
@@ -147,11 +149,23 @@ pub(crate) fn object(v: Json<Value>, what: &str) -> async_graphql::Result<Map<St
 
 /// Read-only queries.
 #[derive(MergedObject, Default)]
-pub struct Query(UnitQuery, StorageQuery, BackupQuery, MonitorQuery);
+pub struct Query(
+    UnitQuery,
+    StorageQuery,
+    BackupQuery,
+    MonitorQuery,
+    MeshQuery,
+);
 
 /// Changes.
 #[derive(MergedObject, Default)]
-pub struct Mutation(UnitMutation, CapsMutation, StorageMutation, BackupMutation);
+pub struct Mutation(
+    UnitMutation,
+    CapsMutation,
+    StorageMutation,
+    BackupMutation,
+    MeshMutation,
+);
 
 /// Live updates over WebSocket (graphql-transport-ws).
 #[derive(MergedSubscription, Default)]
@@ -160,6 +174,7 @@ pub struct Subscription(
     StorageSubscription,
     BackupSubscription,
     MonitorSubscription,
+    MeshSubscription,
 );
 
 /// Counts the subscriptions open on one connection.

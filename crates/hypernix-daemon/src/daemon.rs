@@ -25,6 +25,7 @@ use tokio::sync::{OnceCell, watch};
 use crate::build;
 use crate::error::DaemonError;
 use crate::layout::Layout;
+use crate::mesh::{Mesh, MeshOptions};
 use crate::model::{Desired, Observed, Power, UnitSpec, UnitStatus};
 use crate::monitor::Monitor;
 use crate::security::Guard;
@@ -33,7 +34,7 @@ use crate::unit::{Command, UnitHandle};
 use hypernix_vmm::TestGuest;
 
 /// The meta key of the configuration applied last.
-const CONFIG_KEY: &str = "config";
+pub(crate) const CONFIG_KEY: &str = "config";
 
 /// A request about one unit.
 #[derive(Debug, Clone, Copy)]
@@ -72,12 +73,12 @@ pub struct Health {
 pub struct Shared {
     /// The state directory.
     pub layout: Layout,
-    store: Arc<RedbStore>,
-    bus: Arc<dyn EventBus>,
+    pub(crate) store: Arc<RedbStore>,
+    pub(crate) bus: Arc<dyn EventBus>,
     accel: Accel,
     test_guest: OnceCell<Result<TestGuest, String>>,
-    units: Mutex<BTreeMap<String, UnitHandle>>,
-    storage: StorageEngine,
+    pub(crate) units: Mutex<BTreeMap<String, UnitHandle>>,
+    pub(crate) storage: StorageEngine,
 }
 
 impl Shared {
@@ -165,23 +166,26 @@ pub struct Daemon {
     listen: SocketAddr,
     accel_reason: String,
     apply_lock: tokio::sync::Mutex<()>,
-    guard: Guard,
+    pub(crate) guard: Guard,
     shutdown: watch::Sender<bool>,
     /// Numbers jobs (applies) within this daemon's life.
     jobs: std::sync::atomic::AtomicU64,
-    monitor: Monitor,
+    pub(crate) monitor: Monitor,
+    pub(crate) mesh: Option<Arc<Mesh>>,
 }
 
 impl Daemon {
     /// Opens the state directory, connects the event bus (`nats_url` forces NATS
     /// JetStream; otherwise `hypervisor.events` of the configuration applied last), probes
     /// the accelerator, opens the storage engine of that configuration and starts a task
-    /// per stored unit.
+    /// per stored unit; with `mesh`, joins the cluster instead, whose agent decides which
+    /// units run here.
     pub async fn open(
         layout: Layout,
         listen: SocketAddr,
         accel: Option<Accel>,
         nats_url: Option<String>,
+        mesh: Option<MeshOptions>,
     ) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(layout.root())?;
         let store = Arc::new(RedbStore::open(layout.store())?);
@@ -232,9 +236,19 @@ impl Daemon {
                 .configure(&config.hypervisor.storage, &s.layout, &s.bus)
                 .await;
         }
+        let mesh = match mesh {
+            Some(options) => Some(Mesh::start(&shared.layout, options).await?),
+            None => None,
+        };
         let observed: BTreeMap<String, Value> =
             shared.store.list(Table::Observed)?.into_iter().collect();
-        for (name, desired) in shared.store.list(Table::Desired)? {
+        // In a cluster the agent takes over stored units once the leader confirms where
+        // they are placed.
+        let stored = match mesh {
+            Some(_) => Vec::new(),
+            None => shared.store.list(Table::Desired)?,
+        };
+        for (name, desired) in stored {
             let desired: Desired = serde_json::from_value(desired)?;
             let observed = observed
                 .get(&name)
@@ -264,7 +278,11 @@ impl Daemon {
             shutdown,
             jobs: std::sync::atomic::AtomicU64::new(0),
             monitor,
+            mesh,
         });
+        if let Some(mesh) = &daemon.mesh {
+            crate::mesh::spawn(Arc::downgrade(&daemon), mesh.clone());
+        }
         crate::backup::Scheduler::spawn(Arc::downgrade(&daemon));
         Monitor::spawn(Arc::downgrade(&daemon));
         Ok(daemon)
@@ -305,21 +323,24 @@ impl Daemon {
         }
     }
 
-    fn resolve(raw: Map<String, Value>) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
+    pub(crate) fn resolve(
+        raw: Map<String, Value>,
+    ) -> Result<BTreeMap<String, ResolvedUnit>, DaemonError> {
         Self::resolve_config(raw).map(|(_, units)| units)
     }
 
-    fn resolve_config(
+    pub(crate) fn resolve_config(
         raw: Map<String, Value>,
     ) -> Result<(Config, BTreeMap<String, ResolvedUnit>), DaemonError> {
         let config = Config::from_raw(raw, vec![])
             .map_err(|e| DaemonError::Config(e.0.iter().map(ToString::to_string).collect()))?;
         if config.hypervisor.mesh.enable {
-            // The mesh crate has consensus, membership and scheduling; the daemon does not
-            // run them yet, so it refuses rather than pretend to be clustered.
+            // A node's cluster settings are its own; an applied configuration goes to every
+            // node of the cluster, so it cannot carry them.
             return Err(DaemonError::Config(vec![
-                "hypervisor.mesh.enable: this daemon runs as a single node; clustering \
-                 (hypernix-mesh) is not wired into it yet, so set mesh.enable = false"
+                "hypervisor.mesh.enable: a node joins a cluster when its daemon starts \
+                 (`hypernix serve --node FILE --mesh-listen ADDR`, with the node's \
+                 hypervisor.mesh in FILE); remove mesh.enable from the applied configuration"
                     .into(),
             ]));
         }
@@ -455,6 +476,16 @@ impl Daemon {
             .map(|u| (u.unit.as_str(), u.action))
             .collect();
 
+        if let Some(mesh) = &self.mesh {
+            let restarts = actions
+                .iter()
+                .filter(|(_, a)| **a == Action::Restart)
+                .map(|(u, _)| u.to_string())
+                .collect();
+            return self
+                .apply_to_cluster(mesh, raw, plan, specs, restarts)
+                .await;
+        }
         let handles = self.shared.units.lock().expect("units lock").clone();
         let mut ops = vec![Op::Put {
             table: Table::Meta,
@@ -548,12 +579,12 @@ impl Daemon {
         Ok(plan)
     }
 
-    fn next_job(&self, kind: &str) -> String {
+    pub(crate) fn next_job(&self, kind: &str) -> String {
         let n = self.jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         format!("{kind}-{}-{n}", chrono::Utc::now().timestamp_millis())
     }
 
-    async fn job_event(&self, job: &str, kind: &str, done: usize, total: usize) {
+    pub(crate) async fn job_event(&self, job: &str, kind: &str, done: usize, total: usize) {
         let payload = serde_json::json!({ "job": job, "done": done, "total": total });
         self.shared
             .publish(NewEvent::new(kind, format!("job/{job}")).with_payload(payload))
@@ -561,13 +592,22 @@ impl Daemon {
     }
 
     pub(crate) fn handle(&self, name: &str) -> Result<UnitHandle, DaemonError> {
-        self.shared
+        let local = self
+            .shared
             .units
             .lock()
             .expect("units lock")
             .get(name)
-            .cloned()
-            .ok_or_else(|| DaemonError::UnknownUnit(name.to_string()))
+            .cloned();
+        local.ok_or_else(
+            || match self.mesh.as_ref().and_then(|m| m.elsewhere(name)) {
+                Some(message) => DaemonError::Unit {
+                    unit: name.to_string(),
+                    message,
+                },
+                None => DaemonError::UnknownUnit(name.to_string()),
+            },
+        )
     }
 
     fn status(&self, name: &str, h: &UnitHandle) -> UnitStatus {

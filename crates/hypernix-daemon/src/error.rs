@@ -33,6 +33,9 @@ pub enum DaemonError {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// The cluster could not do it.
+    #[error("cluster: {0}")]
+    Mesh(String),
     /// Monitoring could not answer.
     #[error("monitoring: {0}")]
     Monitor(String),

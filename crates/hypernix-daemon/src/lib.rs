@@ -11,6 +11,7 @@ pub mod compose;
 pub mod daemon;
 pub mod error;
 pub mod layout;
+pub mod mesh;
 pub mod model;
 pub mod monitor;
 pub mod security;

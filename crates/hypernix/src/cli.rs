@@ -43,6 +43,9 @@ pub enum Command {
     /// Anomaly detection and forecasting: evaluate the detector on NAB, backtest forecasts.
     #[command(subcommand)]
     Monitor(crate::commands::monitor::MonitorCommand),
+    /// The cluster: status, roles, join tokens, join, leave.
+    #[command(subcommand)]
+    Mesh(crate::commands::mesh::MeshCommand),
     /// Run the daemon.
     Serve(ServeArgs),
     /// Start (or reach) the daemon, apply FILE, wait for the units, print their status.
@@ -186,6 +189,19 @@ pub struct ServeArgs {
     /// instead of what `hypervisor.events` says.
     #[arg(long)]
     pub nats: Option<String>,
+    /// Join a cluster with this node's settings: a configuration whose `hypervisor.mesh`
+    /// describes the node (enable = true, node.id, roles...).
+    #[arg(long, requires = "mesh_listen")]
+    pub node: Option<PathBuf>,
+    /// Where the node serves Raft (TCP) and gossip (UDP); joins on the next port.
+    #[arg(long, requires = "node")]
+    pub mesh_listen: Option<String>,
+    /// The mesh address of a node of the cluster (repeatable); none bootstraps a new cluster.
+    #[arg(long, requires = "node")]
+    pub join: Vec<String>,
+    /// The join token for a first start with --join (`hypernix mesh token`).
+    #[arg(long, env = "HYPERNIX_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

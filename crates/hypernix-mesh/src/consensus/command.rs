@@ -21,15 +21,21 @@ pub enum Table {
     Revocations,
     /// Which nodes hold each volume, by volume name.
     VolumeLocations,
+    /// Each node's registration (addresses, roles, capacity, location), by node id.
+    Nodes,
+    /// Cluster-wide settings, such as the configuration applied last, by name.
+    Meta,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 6] = [
         Table::Units,
         Table::Placement,
         Table::Revocations,
         Table::VolumeLocations,
+        Table::Nodes,
+        Table::Meta,
     ];
 
     /// The table's name, as stored and as shown in errors.
@@ -39,6 +45,8 @@ impl Table {
             Table::Placement => "placement",
             Table::Revocations => "revocations",
             Table::VolumeLocations => "volumeLocations",
+            Table::Nodes => "nodes",
+            Table::Meta => "meta",
         }
     }
 

@@ -4,6 +4,7 @@
 //! and clients' [`wire`] frames on any byte stream, and [`tcp`] binds both to real sockets.
 //! The layout of the redb file is in [`storage`].
 
+pub mod client;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -13,6 +14,7 @@ pub mod storage;
 pub mod tcp;
 pub mod wire;
 
+pub use client::LeaderClient;
 pub use log_store::LogStore;
 pub use network::{CallError, Channel, Dialer, Network, Peer};
 pub use node::RaftNode;

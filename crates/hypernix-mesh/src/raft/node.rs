@@ -99,6 +99,44 @@ impl RaftNode {
         })
     }
 
+    /// Every document of `table` as this node has applied it (see [`RaftNode::read_local`]).
+    pub fn list_local(&self, table: Table) -> Result<Vec<(String, Value)>, ConsensusError> {
+        state_machine::list(&self.storage, table).map_err(|reason| ConsensusError::Storage {
+            node: self.id,
+            reason,
+        })
+    }
+
+    /// Whether this node is a voter or learner in the membership it has stored.
+    pub async fn is_member(&self) -> bool {
+        let mut metrics = self.raft.metrics();
+        // openraft publishes the stored membership once it has loaded the node's state.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            metrics.wait_for(|m| m.membership_config.log_id().is_some()),
+        )
+        .await;
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
+    }
+
+    /// The leader this node knows of and its address, from the membership it has applied.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
     /// openraft's metrics of this node: state, log, applied and snapshot positions, membership.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
         self.raft.metrics()

@@ -28,5 +28,10 @@ pub(crate) async fn answer(node: &RaftNode, request: Request) -> Response {
         }
         Request::Propose(command) => Response::Propose(node.propose(command).await),
         Request::Read { table, key } => Response::Read(node.read(table, &key).await),
+        Request::WhoLeads => Response::WhoLeads(node.leader()),
+        Request::AddMember { id, addr, role } => {
+            Response::Membership(node.add_member(id, &addr, role).await)
+        }
+        Request::RemoveMember { id } => Response::Membership(node.remove_member(id).await),
     }
 }

@@ -62,6 +62,24 @@ pub(super) fn read(storage: &Storage, table: Table, key: &str) -> Result<Option<
     }
 }
 
+/// Every key of `table` with its document, in key order, from the node's applied state.
+pub(super) fn list(storage: &Storage, table: Table) -> Result<Vec<(String, Value)>, String> {
+    let txn = storage.db.begin_read().map_err(|e| e.to_string())?;
+    let kv = txn.open_table(KV).map_err(|e| e.to_string())?;
+    let name = table.name();
+    let mut out = Vec::new();
+    for row in kv.range((name, "")..).map_err(|e| e.to_string())? {
+        let (key, value) = row.map_err(|e| e.to_string())?;
+        let (t, k) = key.value();
+        if t != name {
+            break;
+        }
+        let doc = serde_json::from_slice(value.value()).map_err(|e| e.to_string())?;
+        out.push((k.to_owned(), doc));
+    }
+    Ok(out)
+}
+
 fn sm_meta<T: for<'de> Deserialize<'de>>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,

@@ -6,7 +6,7 @@
 //! the connection, since nothing after it can be trusted to start on a frame boundary.
 
 use super::TypeConfig;
-use crate::consensus::{Applied, Command, ConsensusError, NodeId, Table};
+use crate::consensus::{Applied, Command, ConsensusError, NodeId, Role, Table};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -42,6 +42,22 @@ pub enum Request {
         /// The key read.
         key: String,
     },
+    /// Client: which node leads, and at which address, as the answering node knows.
+    WhoLeads,
+    /// A node asks to join: add it as a voter or learner (answered by the leader only).
+    AddMember {
+        /// The node joining; over TLS, it must be the sender itself.
+        id: NodeId,
+        /// The address it serves Raft on.
+        addr: String,
+        /// Voter or learner.
+        role: Role,
+    },
+    /// A node asks to leave: remove it (answered by the leader only).
+    RemoveMember {
+        /// The node leaving; over TLS, it must be the sender itself.
+        id: NodeId,
+    },
 }
 
 /// A node's answer to a [`Request`], of the same kind.
@@ -60,6 +76,10 @@ pub enum Response {
     Propose(Result<Applied, ConsensusError>),
     /// Answer to [`Request::Read`].
     Read(Result<Option<Value>, ConsensusError>),
+    /// Answer to [`Request::WhoLeads`]: the leader's id and address, if one is known.
+    WhoLeads(Option<(NodeId, String)>),
+    /// Answer to [`Request::AddMember`] and [`Request::RemoveMember`].
+    Membership(Result<(), ConsensusError>),
 }
 
 /// A frame that could not be read or written.

@@ -164,13 +164,14 @@ where
     Ok(())
 }
 
-/// The node a Raft RPC says it comes from (the candidate or the leader); none for client requests.
+/// The node a request says it comes from (a candidate, a leader, a node joining or leaving); none for client requests.
 fn sender(request: &Request) -> Option<NodeId> {
     match request {
         Request::AppendEntries(rpc) => rpc.vote.leader_id().voted_for(),
         Request::Vote(rpc) => rpc.vote.leader_id().voted_for(),
         Request::InstallSnapshot(rpc) => rpc.vote.leader_id().voted_for(),
-        Request::Propose(_) | Request::Read { .. } => None,
+        Request::AddMember { id, .. } | Request::RemoveMember { id } => Some(*id),
+        Request::Propose(_) | Request::Read { .. } | Request::WhoLeads => None,
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use hypernix_api::client::{Client, ClientError, Unit};
 use hypernix_daemon::Daemon;
 use hypernix_daemon::layout::Layout;
+use hypernix_daemon::mesh::MeshOptions;
 use hypernix_vmm::Accel;
 use serde_json::{Map, Value};
 
@@ -41,7 +42,7 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
     let rt = tokio::runtime::Runtime::new()?;
@@ -49,7 +50,8 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}; is another daemon running?"))?;
-        let daemon = Daemon::open(layout, listen, accel(args.daemon.accel), args.nats).await?;
+        let mesh = mesh_options(&args, listen)?;
+        let daemon = Daemon::open(layout, listen, accel(args.daemon.accel), args.nats, mesh).await?;
         // The API's limits come from the configuration applied last (defaults before any).
         let api = daemon.applied_config().map(|c| c.hypervisor.api).unwrap_or_default();
         let h = daemon.health();
@@ -72,7 +74,37 @@ pub fn serve(api: &str, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads configuration files into the raw `hypervisor` set, printing every error.
+/// The node's cluster settings from `--node FILE`, `--mesh-listen`, `--join` and `--join-token`.
+fn mesh_options(args: &ServeArgs, api: SocketAddr) -> anyhow::Result<Option<MeshOptions>> {
+    let (Some(file), Some(listen)) = (&args.node, &args.mesh_listen) else {
+        return Ok(None);
+    };
+    let loaded = super::config::load(std::slice::from_ref(file)).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}: the node's settings are invalid:\n  - {}",
+            file.display(),
+            errors.join("\n  - ")
+        )
+    })?;
+    let settings = loaded.config.hypervisor.mesh;
+    if !settings.enable {
+        bail!(
+            "{}: hypervisor.mesh.enable is not true; set it to join a cluster",
+            file.display()
+        );
+    }
+    let listen = listen.parse().with_context(|| {
+        format!("--mesh-listen {listen}: expected an address such as 10.0.0.1:7946")
+    })?;
+    Ok(Some(MeshOptions {
+        settings,
+        listen,
+        join: args.join.clone(),
+        token: args.join_token.clone(),
+        api: api.to_string(),
+    }))
+}
+
 /// Loads configuration files into the raw `hypervisor` set and a client for the daemon:
 /// at `--api` if given, else at the configuration's `api.listen`.
 fn load(
@@ -105,6 +137,16 @@ fn ensure_daemon(client: &Client, daemon: &DaemonArgs) -> anyhow::Result<()> {
         Ok(_) | Err(hypernix_api::client::ClientError::Refused(_)) => return Ok(()),
         Err(_) => {}
     }
+    start_daemon(client, daemon, &[])
+}
+
+/// Starts `hypernix serve` in the background for `client`'s address, with `extra` arguments,
+/// and waits until it answers.
+pub(crate) fn start_daemon(
+    client: &Client,
+    daemon: &DaemonArgs,
+    extra: &[String],
+) -> anyhow::Result<()> {
     let layout = layout(&daemon.state_dir);
     std::fs::create_dir_all(layout.root()).with_context(|| {
         format!(
@@ -116,6 +158,7 @@ fn ensure_daemon(client: &Client, daemon: &DaemonArgs) -> anyhow::Result<()> {
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(["serve", "--listen", client.addr(), "--state-dir"])
         .arg(layout.root())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

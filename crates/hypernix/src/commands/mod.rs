@@ -6,6 +6,7 @@ pub mod compose;
 mod config;
 mod console;
 mod daemon;
+pub mod mesh;
 pub mod monitor;
 pub mod storage;
 
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Caps(cmd) => caps::run(&client, cmd),
         Command::Audit(cmd) => caps::audit(cmd),
         Command::Monitor(cmd) => monitor::run(cmd, &client),
+        Command::Mesh(cmd) => mesh::run(cmd, &client, &api),
         Command::Serve(args) => daemon::serve(&api, args),
         Command::Up {
             files,

@@ -255,6 +255,27 @@ pub struct Coordination {
     pub scheduler: MeshScheduler,
     /// Where cluster state is kept.
     pub state_store: StateStore,
+    /// What happens to the units of a node that stops answering.
+    pub failover: FailoverTimes,
+}
+
+/// `mesh.coordination.failover`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct FailoverTimes {
+    /// How long after a node was last heard from its units start elsewhere.
+    pub grace: Duration,
+    /// How long a node cut off from quorum keeps its units; shorter than `grace`.
+    pub fence: Duration,
+}
+
+impl Default for FailoverTimes {
+    fn default() -> Self {
+        FailoverTimes {
+            grace: Duration::secs(30),
+            fence: Duration::secs(20),
+        }
+    }
 }
 
 /// `mesh.coordination.scheduler`.
@@ -392,6 +413,17 @@ impl Mesh {
             }
         }
         self.consensus.validate(&at.join("consensus"), problems);
+        let failover = &self.coordination.failover;
+        if failover.fence.std() >= failover.grace.std() {
+            problems.at(
+                at.join("coordination").join("failover").join("fence"),
+                format!(
+                    "({}) is not shorter than grace ({}): a cut-off node would still run its \
+                     units when they start elsewhere; make fence shorter than grace",
+                    failover.fence, failover.grace
+                ),
+            );
+        }
 
         let topology = at.join("topology");
         let connections = &self.topology.connections;
