@@ -5,7 +5,7 @@ use hypernix_events::NewEvent;
 use serde_json::json;
 
 use crate::auth::Credential;
-use crate::schema::daemon;
+use crate::schema::{daemon, gql};
 
 /// A token as issued.
 #[derive(Debug, Clone, SimpleObject)]
@@ -69,9 +69,9 @@ impl CapsMutation {
             );
         }
         daemon(ctx)?
-            .guard()
-            .revoke(&revocation_id)
-            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            .revoke_token(&revocation_id)
+            .await
+            .map_err(gql)?;
         Ok(true)
     }
 
@@ -83,12 +83,9 @@ impl CapsMutation {
         grace_seconds: u32,
     ) -> async_graphql::Result<u32> {
         let d = daemon(ctx)?;
-        d.guard()
-            .rotate(
-                d.layout(),
-                chrono::Duration::seconds(i64::from(grace_seconds)),
-            )
-            .map_err(caps_error)
+        d.rotate_root_key(chrono::Duration::seconds(i64::from(grace_seconds)))
+            .await
+            .map_err(gql)
     }
 
     /// Grants emergency access to the holder of a break-glass grant, for a short fixed

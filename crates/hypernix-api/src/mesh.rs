@@ -53,6 +53,12 @@ pub struct MeshStatus {
     pub term: u64,
     /// Whether the answering node stopped its units for want of a quorum.
     pub fenced: bool,
+    /// Other nodes the answering node sees alive.
+    pub peers: u32,
+    /// Its `mesh.topology.connections.minPeers`.
+    pub min_peers: u32,
+    /// Whether it sees fewer peers than minPeers (or than the other registered nodes).
+    pub degraded: bool,
     /// Every registered node.
     pub nodes: Vec<MeshNode>,
     /// Units placed on no node.
@@ -67,6 +73,9 @@ impl From<DaemonStatus> for MeshStatus {
             leader: s.leader,
             term: s.term,
             fenced: s.fenced,
+            peers: u32::try_from(s.peers).unwrap_or(u32::MAX),
+            min_peers: s.min_peers,
+            degraded: s.degraded,
             nodes: s
                 .nodes
                 .into_iter()

@@ -197,6 +197,15 @@ impl Daemon {
             .as_ref()
             .map(|c| c.hypervisor.events.clone())
             .unwrap_or_default();
+        // A node joins before its guard opens, so that it signs with the cluster's keys.
+        let mesh = match mesh {
+            Some(options) => {
+                let mesh = Mesh::start(&layout, options).await?;
+                mesh.take_cluster_keys(&layout).await?;
+                Some(mesh)
+            }
+            None => None,
+        };
         let guard = Guard::open(
             &layout,
             store.clone(),
@@ -236,10 +245,6 @@ impl Daemon {
                 .configure(&config.hypervisor.storage, &s.layout, &s.bus)
                 .await;
         }
-        let mesh = match mesh {
-            Some(options) => Some(Mesh::start(&shared.layout, options).await?),
-            None => None,
-        };
         let observed: BTreeMap<String, Value> =
             shared.store.list(Table::Observed)?.into_iter().collect();
         // In a cluster the agent takes over stored units once the leader confirms where

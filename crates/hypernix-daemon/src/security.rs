@@ -1,6 +1,7 @@
 //! The daemon's guard: the authorizer over its key ring, the audit log every decision goes
 //! to, revocations kept in the state store, token issuance and break-glass access.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
@@ -161,6 +162,60 @@ impl Guard {
         hypernix_caps::keys::write_private(&layout.root_token(), root.token.as_bytes())?;
         self.authorizer.set_keys(keys);
         Ok(id)
+    }
+
+    /// The key ring's files (`keyring.json`, `root-N.key`) by name, as a cluster replicates them.
+    pub fn key_files(&self, layout: &Layout) -> Result<BTreeMap<String, String>, CapsError> {
+        let dir = layout.caps();
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| CapsError::Io { path, source }
+        };
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "keyring.json" || (name.starts_with("root-") && name.ends_with(".key")) {
+                let path = entry.path();
+                let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+                files.insert(name, text);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Takes a cluster's key ring: writes its files, signs with it from now on and
+    /// reissues the root credential.
+    pub fn adopt_keys(
+        &self,
+        layout: &Layout,
+        files: &BTreeMap<String, String>,
+    ) -> Result<(), CapsError> {
+        let dir = layout.caps();
+        for (name, text) in files {
+            let valid = name == "keyring.json"
+                || (name.starts_with("root-")
+                    && name.ends_with(".key")
+                    && !name.contains('/')
+                    && name.len() < 32);
+            if !valid {
+                return Err(CapsError::KeyRing {
+                    path: dir.join(name),
+                    message: "not a key ring file name".into(),
+                });
+            }
+            hypernix_caps::keys::write_private(&dir.join(name), text.as_bytes())?;
+        }
+        let keys = KeyRing::open(&dir)?;
+        let root = token::root(&keys, Utc::now())?;
+        hypernix_caps::keys::write_private(&layout.root_token(), root.token.as_bytes())?;
+        self.authorizer.set_keys(keys);
+        Ok(())
+    }
+
+    /// Whether revocation id `id` is revoked here.
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked().contains(&id.to_ascii_lowercase())
     }
 
     /// Revokes a revocation id (hex), durably.

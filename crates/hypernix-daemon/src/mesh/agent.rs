@@ -55,6 +55,7 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
                     if let Some(Value::Object(raw)) = config {
                         daemon.adopt_config(raw).await;
                     }
+                    daemon.sync_caps(&mesh).await;
                     if !recovered {
                         recover(&daemon, &mesh).await;
                         recovered = true;

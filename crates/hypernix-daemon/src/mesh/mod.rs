@@ -14,6 +14,7 @@
 
 mod agent;
 mod apply;
+mod caps;
 mod events;
 mod node;
 mod schedule;
@@ -71,6 +72,8 @@ pub struct Mesh {
     fenced: AtomicBool,
     /// When each node was last seen alive by this node (Unix time).
     last_seen: Mutex<BTreeMap<NodeId, Duration>>,
+    /// Held while the key ring is rotated and published, or compared and adopted.
+    caps_lock: tokio::sync::Mutex<()>,
 }
 
 impl Mesh {

@@ -77,6 +77,12 @@ pub struct MeshStatus {
     pub term: u64,
     /// Whether the answering node has stopped its units for want of a quorum.
     pub fenced: bool,
+    /// Other nodes the answering node sees alive.
+    pub peers: usize,
+    /// `mesh.topology.connections.minPeers` of the answering node.
+    pub min_peers: u32,
+    /// Whether it sees fewer peers than minPeers (or than the other registered nodes, when fewer).
+    pub degraded: bool,
     /// Every registered node.
     pub nodes: Vec<MeshNodeStatus>,
     /// Units not placed on any node.
@@ -106,7 +112,7 @@ impl super::Mesh {
             .into_iter()
             .map(|(unit, doc)| (unit, placement_node(&doc)))
             .collect();
-        let nodes = self
+        let nodes: Vec<MeshNodeStatus> = self
             .list(Table::Nodes)
             .unwrap_or_default()
             .into_iter()
@@ -138,6 +144,10 @@ impl super::Mesh {
                 }
             })
             .collect();
+        let peers = alive.iter().filter(|id| **id != self.id).count();
+        let min_peers = self.settings.topology.connections.min_peers;
+        let others = nodes.len().saturating_sub(1);
+        let degraded = peers < others.min(min_peers as usize);
         let placed: Vec<&String> = placement.iter().map(|(u, _)| u).collect();
         let unplaced = self
             .list(Table::Units)
@@ -152,6 +162,9 @@ impl super::Mesh {
             leader: lead.leader,
             term: lead.term,
             fenced: self.fenced(),
+            peers,
+            min_peers,
+            degraded,
             nodes,
             unplaced,
         }

@@ -151,6 +151,8 @@ impl Mesh {
         }
         let dir = layout.root().join("mesh");
         std::fs::create_dir_all(&dir)?;
+        // The replicated state holds the capability key ring: only root reads it.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let fresh = !dir.join("node.crt").exists();
         let ip = options.listen.ip();
         let ca = if fresh && options.join.is_empty() {
@@ -244,6 +246,7 @@ impl Mesh {
             ca,
             fenced: AtomicBool::new(false),
             last_seen: Mutex::default(),
+            caps_lock: tokio::sync::Mutex::default(),
         });
         let record = NodeRecord {
             id,
@@ -290,8 +293,13 @@ async fn start_membership(
     let connections = &settings.topology.connections;
     let parameters = SwimParameters {
         cluster_size: NonZeroU32::new(connections.max_peers.max(3)).unwrap_or(NonZeroU32::MIN),
-        gossip_fanout: NonZeroUsize::new(connections.gossip_fanout as usize)
-            .unwrap_or(NonZeroUsize::MIN),
+        // A full mesh gossips each change to as many members as it keeps; a partial mesh
+        // to gossipFanout of them.
+        gossip_fanout: NonZeroUsize::new(match settings.topology.mode {
+            TopologyMode::FullMesh => connections.max_peers as usize,
+            _ => connections.gossip_fanout as usize,
+        })
+        .unwrap_or(NonZeroUsize::MIN),
     };
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -312,4 +320,67 @@ async fn start_membership(
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypernix_config::schema::mesh::{AuthMethod, DiscoveryMethod, StateBackend};
+
+    fn with_id(id: Option<&str>) -> MeshSettings {
+        let mut s = MeshSettings::default();
+        s.node.id = id.map(str::to_string);
+        s
+    }
+
+    #[test]
+    fn node_ids_are_positive_integers() {
+        assert_eq!(node_id(&with_id(Some("7"))), Ok(7));
+        for bad in [
+            None,
+            Some("0"),
+            Some("-1"),
+            Some("alpha"),
+            Some(""),
+            Some("99999999999999999999"),
+        ] {
+            let err = node_id(&with_id(bad)).unwrap_err();
+            assert!(err.starts_with("hypervisor.mesh.node.id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn settings_without_an_implementation_are_refused_by_name() {
+        assert!(unsupported(&MeshSettings::default()).is_empty());
+        let mut s = MeshSettings::default();
+        s.security.authentication.method = AuthMethod::Psk;
+        s.topology.discovery.method = DiscoveryMethod::Mdns;
+        s.topology.mode = TopologyMode::Hierarchical;
+        s.coordination.state_store.backend = StateBackend::Etcd;
+        s.consensus.quorum.size = Some(2);
+        let problems = unsupported(&s);
+        for path in [
+            "security.authentication.method",
+            "topology.discovery.method",
+            "topology.mode",
+            "coordination.stateStore.backend",
+            "consensus.quorum.size",
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("hypervisor.mesh.{path}:"))),
+                "{path} in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn joins_go_to_the_port_after_the_mesh_port() {
+        assert_eq!(join_addr("10.0.0.2:7946").unwrap(), "10.0.0.2:7947");
+        assert_eq!(join_addr("[::1]:80").unwrap(), "[::1]:81");
+        for bad in ["10.0.0.2", "host:7946", "10.0.0.2:65535", ""] {
+            assert!(join_addr(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests of hypernix-mesh: storage, wire frames, TCP and TLS clusters, roles, the fault simulation, partitions in network namespaces and crashed node processes.
 
+mod client;
 mod membership;
 mod netns;
 mod procs;

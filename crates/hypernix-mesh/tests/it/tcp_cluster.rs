@@ -45,7 +45,7 @@ impl Cluster {
         &self.members[&id]
     }
 
-    async fn new(size: u64) -> Cluster {
+    pub(crate) async fn new(size: u64) -> Cluster {
         let mut cluster = Cluster::empty();
         for id in 1..=size {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,7 @@
 //! Real nodes over mutual TLS on loopback: a cluster under one CA commits; strangers, impostors,
 //! certificate-less clients and plain TCP are refused, and the servers go on.
 
-use hypernix_mesh::consensus::{Applied, Command, Consensus, NodeId, Table};
+use hypernix_mesh::consensus::{Applied, Command, Consensus, NodeId, Role, Table};
 use hypernix_mesh::raft::wire::{Request, Response, read_frame, write_frame};
 use hypernix_mesh::raft::{CallError, Channel, RaftNode, RaftParameters, TypeConfig};
 use hypernix_mesh::tls::{
@@ -201,6 +201,32 @@ async fn nodes_of_another_ca_and_impostors_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Frame { .. }), "{err}");
+
+    // Nor may it add or remove another node: only itself.
+    for request in [
+        Request::AddMember {
+            id: 4,
+            addr: "127.0.0.1:1".into(),
+            role: Role::Voter,
+        },
+        Request::RemoveMember { id: follower },
+    ] {
+        let err = cluster
+            .channel(&insider, leader)
+            .call(&request, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Frame { .. }), "{err}");
+    }
+    let voters = cluster.members[&leader].node.metrics();
+    assert!(
+        voters
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&4)
+            .is_none()
+    );
 
     // Nothing was accepted: same leader, same term, and the cluster still commits.
     assert_eq!(cluster.leader().await, (leader, term));

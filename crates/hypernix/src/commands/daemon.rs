@@ -185,7 +185,11 @@ pub(crate) fn start_daemon(
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if client.health().is_ok() {
+        // Refused: it answers, but not to this token (one for another state directory).
+        if matches!(
+            client.health(),
+            Ok(_) | Err(hypernix_api::client::ClientError::Refused(_))
+        ) {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {

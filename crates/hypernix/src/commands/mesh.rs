@@ -73,11 +73,14 @@ struct Status {
     leader: Option<u64>,
     term: u64,
     fenced: bool,
+    peers: u32,
+    min_peers: u32,
+    degraded: bool,
     nodes: Vec<Node>,
     unplaced: Vec<String>,
 }
 
-const STATUS: &str = "query { meshStatus { cluster node leader term fenced unplaced \
+const STATUS: &str = "query { meshStatus { cluster node leader term fenced peers minPeers degraded unplaced \
     nodes { id addr api roles runsUnits consensus health lastSeenSecs compute memory zone units } } }";
 
 fn status(client: &Client) -> anyhow::Result<Value> {
@@ -96,11 +99,18 @@ pub fn run(cmd: MeshCommand, client: &Client, api: &str) -> anyhow::Result<ExitC
             let s: Status = serde_json::from_value(raw)?;
             let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
             println!(
-                "cluster {}: leader {leader}, term {}, seen from node {}{}",
+                "cluster {}: leader {leader}, term {}, seen from node {} ({} peers, minPeers {}){}{}",
                 s.cluster,
                 s.term,
                 s.node,
-                if s.fenced { " (fenced: no quorum)" } else { "" }
+                s.peers,
+                s.min_peers,
+                if s.degraded { " DEGRADED" } else { "" },
+                if s.fenced {
+                    " FENCED: no quorum, its units stopped"
+                } else {
+                    ""
+                }
             );
             let mut t = output::table(["NODE", "ADDRESS", "ROLES", "CONSENSUS", "HEALTH", "UNITS"]);
             for n in s.nodes {

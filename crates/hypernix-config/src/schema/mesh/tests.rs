@@ -382,3 +382,21 @@ fn rebalancing() {
         "longer than 0",
     );
 }
+
+#[test]
+fn failover_fences_before_it_moves_units() {
+    let m = parse(json!({})).unwrap();
+    let f = &m.coordination.failover;
+    assert_eq!((f.grace, f.fence), (Duration::secs(30), Duration::secs(20)));
+    assert!(
+        problems(json!({ "coordination": { "failover": { "grace": "6s", "fence": "4s" } } }))
+            .is_empty()
+    );
+    one_problem(
+        json!({ "coordination": { "failover": { "grace": "10s", "fence": "10s" } } }),
+        "hypervisor.mesh.coordination.failover.fence",
+        "make fence shorter than grace",
+    );
+    assert!(parse(json!({ "coordination": { "failover": { "grace": "soon" } } })).is_err());
+    assert!(parse(json!({ "coordination": { "failover": { "graze": "1s" } } })).is_err());
+}
