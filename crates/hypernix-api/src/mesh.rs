@@ -8,7 +8,7 @@ use hypernix_daemon::Daemon;
 use hypernix_daemon::mesh::{Mesh, MeshStatus as DaemonStatus};
 use std::sync::Arc;
 
-use crate::schema::{daemon, event_stream};
+use crate::schema::{daemon, event_stream, gql};
 use crate::types::EventFilter;
 
 /// One node of the cluster.
@@ -158,10 +158,8 @@ impl MeshMutation {
     /// Takes the answering node out of the cluster: its registration and its vote go,
     /// and its units are placed elsewhere.
     async fn mesh_leave(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        mesh(ctx)?
-            .leave()
-            .await
-            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+        mesh(ctx)?;
+        daemon(ctx)?.leave_cluster().await.map_err(gql)?;
         Ok(true)
     }
 }

@@ -52,6 +52,12 @@ pub enum Command {
     },
     /// Stop the VM and end the task (the unit left the configuration).
     Remove,
+    /// Stop the VM within `grace` (ACPI, then quit, then kill) and end the task: the unit
+    /// runs elsewhere now, or this node lost its quorum.
+    Evict {
+        /// How long the guest gets to power off.
+        grace: Duration,
+    },
     /// Hand out the running VM (for a backup through its QMP connection).
     Vm(oneshot::Sender<Option<Arc<Vm>>>),
 }
@@ -157,7 +163,7 @@ impl UnitTask {
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some((cmd, reply)) = cmd else { break };
-                    let remove = matches!(cmd, Command::Remove);
+                    let remove = matches!(cmd, Command::Remove | Command::Evict { .. });
                     let result = self.handle(cmd).await.map(|()| self.observed.clone());
                     let _ = reply.send(result);
                     if remove {
@@ -282,6 +288,13 @@ impl UnitTask {
                 self.shared.forget(&self.name);
                 Ok(())
             }
+            Command::Evict { grace } => {
+                self.set_power(Power::Stopped);
+                self.restart_at = None;
+                let stopped = self.stop_within(grace).await;
+                self.shared.forget(&self.name);
+                stopped
+            }
             Command::Vm(tx) => {
                 let _ = tx.send(self.vm.clone());
                 Ok(())
@@ -354,6 +367,11 @@ impl UnitTask {
 
     /// Stops QEMU if it runs: ACPI power-off, then quit, then kill.
     async fn stop(&mut self) -> Result<(), String> {
+        self.stop_within(SHUTDOWN_TIMEOUT).await
+    }
+
+    /// Stops the VM, giving the guest `grace` to power off before QEMU quits or is killed.
+    async fn stop_within(&mut self, grace: Duration) -> Result<(), String> {
         let Some(vm) = self.vm.take() else {
             if self.observed.state != UnitState::Failed {
                 self.set_state(UnitState::Stopped).await;
@@ -362,7 +380,7 @@ impl UnitTask {
         };
         self.stopping = true;
         self.set_state(UnitState::Stopping).await;
-        let result = vm.shutdown(SHUTDOWN_TIMEOUT).await;
+        let result = vm.shutdown(grace).await;
         self.instance += 1; // The watcher's exit report for this VM is now stale.
         self.observed.pid = None;
         self.observed.ready = false;

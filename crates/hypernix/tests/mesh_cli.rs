@@ -179,6 +179,52 @@ fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
     let text = kit::text(&n1.cli(&["mesh", "status"]).stdout);
     assert!(text.contains("1*") && text.contains("worker"), "{text}");
 
+    // A unit placed on node 2 (node 1 is kept busy by a unit of its own) moves to node 1
+    // when node 2 leaves, and stops on node 2 first.
+    let f = n1.config(
+        "units.nix",
+        r#"{ hypervisor.compute.units.one = { resources.memory.size = "128Mi"; };
+             hypervisor.compute.units.two = { resources.memory.size = "128Mi"; }; }"#,
+    );
+    n1.json(&["apply", "--json", f.to_str().unwrap()]);
+    let on_node = |s: &serde_json::Value, id: u64| -> Vec<String> {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["id"] == id)
+            .flat_map(|n| {
+                n["units"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let moving = wait_until(
+        Duration::from_secs(20),
+        "a unit placed on each node",
+        || {
+            let s = n1.json(&["mesh", "status", "--json"]);
+            let (a, b) = (on_node(&s, 1), on_node(&s, 2));
+            (a.len() == 1 && b.len() == 1).then(|| b[0].clone())
+        },
+    );
+    let running_on2 = || {
+        let out = on2(&["units", "--json"]);
+        let units: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        units
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|u| u["name"] == moving.as_str() && u["state"] == "RUNNING")
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the unit running on node 2",
+        || running_on2().then_some(()),
+    );
     let out = on2(&["mesh", "leave"]);
     assert!(out.status.success(), "{}", kit::text(&out.stderr));
     wait_until(
@@ -189,5 +235,17 @@ fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
             (s["nodes"].as_array().unwrap().len() == 1).then_some(())
         },
     );
+    assert!(!running_on2(), "node 2 stopped its unit before leaving");
+    wait_until(
+        Duration::from_secs(60),
+        "the unit running on node 1",
+        || {
+            n1.units()
+                .iter()
+                .any(|u| u["name"] == moving.as_str() && u["state"] == "RUNNING")
+                .then_some(())
+        },
+    );
+    assert!(kit::qemu_pids(&state2).is_empty(), "no QEMU left on node 2");
     let _ = on2(&["down"]);
 }

@@ -362,38 +362,42 @@ fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without
         assert_eq!(qemu_count(&dirs, unit), 1, "{unit} runs once");
     }
 
-    // The leader's machine dies with its units: the others elect a leader, which moves
-    // them to the last worker.
-    let s = status(&n2);
-    let leader = s["leader"].as_u64().unwrap();
-    let (mut victim, survivor) = match leader {
-        1 => (n1, n2),
-        2 => (n2, n1),
-        _ => {
-            return eprintln!(
-                "the witness leads (term {}); the leader-loss phase needs a worker leading",
-                s["term"]
-            );
-        }
+    // The worker holding the units dies, the leader in most runs (openraft 0.9 cannot move
+    // leadership on request): the others elect a leader if they must, and its units run
+    // on the last worker.
+    let leader = status(&n2)["leader"].as_u64();
+    let (mut victim, survivor, id) = if running(&n1).is_empty() {
+        (n2, n1, 2)
+    } else {
+        (n1, n2, 1)
     };
     let lost = running(&victim);
+    assert!(!lost.is_empty());
     let killed = Instant::now();
     crash(&mut victim);
     wait_until(
         Duration::from_secs(GRACE_SECS + 10),
-        "the dead leader's units on the other worker",
+        "the dead node's units on the other worker",
         || {
             let r = running(&survivor);
             lost.iter().all(|u| r.contains(u)).then_some(())
         },
     );
+    let role = if leader == Some(id) {
+        "the leader"
+    } else {
+        "a follower"
+    };
     eprintln!(
-        "leader {leader} killed → its units {lost:?} running on the other worker after {:?}",
+        "node {id} ({role}) killed → its units {lost:?} running on the other worker after {:?}",
         killed.elapsed()
     );
-    let s = status(&n3);
-    assert!(
-        s["leader"].as_u64().is_some_and(|l| l != leader),
-        "a new leader: {s}"
+    wait_until(
+        Duration::from_secs(10),
+        "a leader among the survivors",
+        || {
+            let s = status(&n3);
+            s["leader"].as_u64().is_some_and(|l| l != id).then_some(())
+        },
     );
 }

@@ -22,13 +22,15 @@ use hypernix_mesh::scheduler::{FenceDecision, Timeouts, fence};
 use serde_json::{Value, json};
 
 use super::Mesh;
-use super::node::placement_node;
+use super::node::PlacementRecord;
 use crate::daemon::Daemon;
 use crate::model::{Desired, Power};
 use crate::unit::Command;
 
 /// Time between rounds.
 const ROUND: Duration = Duration::from_millis(500);
+/// How long a guest gets to power off when its unit moves away or its node leaves.
+pub(crate) const MOVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the agent of `mesh` for `daemon` until the daemon is dropped.
 pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
@@ -44,6 +46,10 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
             let Some(daemon) = daemon.upgrade() else {
                 break;
             };
+            if mesh.leaving.load(Ordering::SeqCst) {
+                stop_all(&daemon, MOVE_GRACE).await;
+                continue;
+            }
             let asked = super::now();
             match mesh.linearizable(Table::Meta, super::CONFIG_KEY).await {
                 Ok(config) => {
@@ -72,7 +78,8 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
                             mesh.id,
                             timeouts.fence()
                         );
-                        stop_all(&daemon).await;
+                        // Fast: the cluster starts them elsewhere once the grace period ends.
+                        stop_all(&daemon, Duration::ZERO).await;
                         publish(
                             &daemon,
                             &mesh,
@@ -91,13 +98,16 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
 /// to their QEMU); placed elsewhere, a QEMU that outlived the daemon is stopped.
 async fn recover(daemon: &Daemon, mesh: &Mesh) {
     for (name, mut desired) in daemon.stored_units() {
-        match mesh.placed_on(&name).await {
-            Ok(Some(node)) if node == mesh.id => daemon.run_unit(&name, desired),
-            Ok(_) => {
+        match mesh.placement(&name).await {
+            Ok(Some(p)) if p.node == mesh.id => daemon.run_unit(&name, desired),
+            Ok(placed) => {
                 desired.power = Power::Stopped;
                 daemon.run_unit(&name, desired);
                 if let Ok(h) = daemon.handle(&name) {
-                    let _ = h.send(Command::Remove).await;
+                    let _ = h.send(Command::Evict { grace: MOVE_GRACE }).await;
+                }
+                if let Some(p) = placed {
+                    release(mesh, &name, p).await;
                 }
             }
             Err(e) => tracing::warn!("{name}: cannot confirm its placement: {e}"),
@@ -110,19 +120,25 @@ async fn reconcile(daemon: &Daemon, mesh: &Mesh) {
     let (Ok(units), Ok(placement)) = (mesh.list(Table::Units), mesh.list(Table::Placement)) else {
         return;
     };
-    let placement: BTreeMap<String, Option<u64>> = placement
+    let placement: BTreeMap<String, PlacementRecord> = placement
         .into_iter()
-        .map(|(unit, doc)| (unit, placement_node(&doc)))
+        .filter_map(|(unit, doc)| Some((unit, PlacementRecord::parse(&doc)?)))
         .collect();
     let mine: BTreeMap<String, Desired> = units
         .into_iter()
-        .filter(|(name, _)| placement.get(name) == Some(&Some(mesh.id)))
+        .filter(|(name, _)| placement.get(name).is_some_and(|p| p.node == mesh.id))
         .filter_map(|(name, doc)| Some((name, serde_json::from_value(doc).ok()?)))
         .collect();
     for (name, handle) in daemon.local_units() {
         if !mine.contains_key(&name) {
             tracing::info!("{name}: placed elsewhere now; stopping it here");
-            let _ = handle.send(Command::Remove).await;
+            let _ = handle.send(Command::Evict { grace: MOVE_GRACE }).await;
+        }
+    }
+    // Units moving away from this node that it no longer runs: let them start.
+    for (name, p) in &placement {
+        if p.from == Some(mesh.id) && !p.released && !daemon.local_units().contains_key(name) {
+            release(mesh, name, p.clone()).await;
         }
     }
     if !mesh.runs_units() {
@@ -147,8 +163,8 @@ async fn reconcile(daemon: &Daemon, mesh: &Mesh) {
                     }
                 }
             }
-            None => match mesh.placed_on(&name).await {
-                Ok(Some(node)) if node == mesh.id => {
+            None => match mesh.placement(&name).await {
+                Ok(Some(p)) if p.node == mesh.id && mesh.may_start(&p) => {
                     tracing::info!("{name}: placed on node {}; starting it", mesh.id);
                     daemon.run_unit(&name, desired);
                 }
@@ -159,11 +175,39 @@ async fn reconcile(daemon: &Daemon, mesh: &Mesh) {
     }
 }
 
-async fn stop_all(daemon: &Daemon) {
+/// Marks a unit that moved away from this node as stopped here, unless its placement
+/// changed meanwhile.
+async fn release(mesh: &Mesh, unit: &str, p: PlacementRecord) {
+    if p.from != Some(mesh.id) || p.released {
+        return;
+    }
+    let (Ok(expected), Ok(new)) = (
+        serde_json::to_value(&p),
+        serde_json::to_value(PlacementRecord {
+            released: true,
+            ..p.clone()
+        }),
+    ) else {
+        return;
+    };
+    let cas = hypernix_mesh::consensus::Command::CompareAndSwap {
+        table: Table::Placement,
+        key: unit.to_string(),
+        expected: Some(expected),
+        new: Some(new),
+    };
+    match mesh.propose(cas).await {
+        Ok(_) => tracing::info!("{unit}: stopped here; released to node {}", p.node),
+        Err(e) => tracing::warn!("{unit}: cannot release it: {e}"),
+    }
+}
+
+/// Stops every local unit, giving each guest `grace` to power off.
+pub(crate) async fn stop_all(daemon: &Daemon, grace: Duration) {
     let tasks: Vec<_> = daemon
         .local_units()
         .into_values()
-        .map(|h| tokio::spawn(async move { h.send(Command::Remove).await }))
+        .map(|h| tokio::spawn(async move { h.send(Command::Evict { grace }).await }))
         .collect();
     for t in tasks {
         let _ = t.await;
@@ -178,6 +222,23 @@ async fn publish(daemon: &Daemon, mesh: &Mesh, kind: &str, payload: Value) {
 }
 
 impl Mesh {
+    /// Whether a unit placed here may start: it was not moved here from a node that may
+    /// still run it. The node it came from released it, or has not been seen for longer
+    /// than the fencing timeout (so it stopped it, or died).
+    fn may_start(&self, p: &PlacementRecord) -> bool {
+        let Some(from) = p.from.filter(|f| *f != self.id && !p.released) else {
+            return true;
+        };
+        let Ok(t) = self.timeouts() else { return false };
+        let seen = self
+            .last_seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&from).copied());
+        let alive = self.members.borrow().contains_key(&from);
+        !alive && seen.is_none_or(|at| super::now().saturating_sub(at) > t.fence())
+    }
+
     /// The fencing and failover timeouts of `mesh.coordination.failover`.
     pub(crate) fn timeouts(&self) -> Result<Timeouts, String> {
         let f = &self.settings.coordination.failover;

@@ -162,3 +162,19 @@ impl Daemon {
         self.mesh.as_ref()
     }
 }
+
+impl Daemon {
+    /// Takes this node out of its cluster: stops its units (they start elsewhere only once
+    /// they stopped here), then deregisters it and leaves the consensus membership.
+    pub async fn leave_cluster(&self) -> Result<(), DaemonError> {
+        let Some(mesh) = &self.mesh else {
+            return Err(DaemonError::Mesh("this daemon is not clustered".into()));
+        };
+        mesh.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        super::agent::stop_all(self, super::agent::MOVE_GRACE).await;
+        mesh.leave()
+            .await
+            .map_err(|e| DaemonError::Mesh(e.to_string()))
+    }
+}

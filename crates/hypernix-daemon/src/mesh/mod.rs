@@ -70,6 +70,8 @@ pub struct Mesh {
     ca: Option<Arc<Mutex<ClusterCa>>>,
     /// Set while this node has stopped its units for want of a quorum.
     fenced: AtomicBool,
+    /// Set once this node leaves: it stops its units and starts none.
+    leaving: AtomicBool,
     /// When each node was last seen alive by this node (Unix time).
     last_seen: Mutex<BTreeMap<NodeId, Duration>>,
     /// Held while the key ring is rotated and published, or compared and adopted.
@@ -120,9 +122,12 @@ impl Mesh {
     }
 
     /// Where `unit` is placed, asking the leader (linearizable).
-    pub async fn placed_on(&self, unit: &str) -> Result<Option<NodeId>, ConsensusError> {
+    pub(crate) async fn placement(
+        &self,
+        unit: &str,
+    ) -> Result<Option<node::PlacementRecord>, ConsensusError> {
         let doc = self.linearizable(Table::Placement, unit).await?;
-        Ok(doc.and_then(|d| node::placement_node(&d)))
+        Ok(doc.and_then(|d| node::PlacementRecord::parse(&d)))
     }
 
     /// Whether this node has stopped its units for want of a quorum.
@@ -164,8 +169,10 @@ impl Mesh {
         ))
     }
 
-    /// Leaves the cluster: this node's registration and its consensus membership go.
-    pub async fn leave(&self) -> Result<(), ConsensusError> {
+    /// Leaves the cluster: its registration and its consensus membership go, and the
+    /// leader places its units elsewhere (call [`crate::Daemon::leave_cluster`], which stops
+    /// them here first).
+    pub(crate) async fn leave(&self) -> Result<(), ConsensusError> {
         self.propose(Command::Delete {
             table: Table::Nodes,
             key: self.id.to_string(),

@@ -37,13 +37,25 @@ pub struct PlacementRecord {
     pub since_ms: u64,
     /// Why: `placed`, `failover` or `rebalance`.
     pub reason: String,
+    /// The node it moves from, when it moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<NodeId>,
+    /// Whether `from` has stopped it (or is known to have: a failover's dead node), so it
+    /// may start on `node`.
+    #[serde(default)]
+    pub released: bool,
+}
+
+impl PlacementRecord {
+    /// The record of a `placement` document, if it is well formed.
+    pub(crate) fn parse(doc: &Value) -> Option<PlacementRecord> {
+        serde_json::from_value(doc.clone()).ok()
+    }
 }
 
 /// The node a `placement` document names, if it is well formed.
 pub(crate) fn placement_node(doc: &Value) -> Option<NodeId> {
-    serde_json::from_value::<PlacementRecord>(doc.clone())
-        .ok()
-        .map(|p| p.node)
+    PlacementRecord::parse(doc).map(|p| p.node)
 }
 
 /// One node as `hypernix mesh status` shows it.

@@ -66,23 +66,18 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
             };
             let moved = failover(&cluster, now, &timeouts, algorithm);
             for m in &moved.moves {
+                // A dead node has stopped its units: fenced before the grace period ended.
                 let payload = json!({ "from": m.from, "to": m.to });
-                write(&daemon, &mesh, &m.unit, m.to, "failover", payload).await;
+                let from = Some((m.from, true));
+                write(&daemon, &mesh, &m.unit, m.to, from, "failover", payload).await;
             }
             if !moved.moves.is_empty() {
                 continue;
             }
             let placed = place(&cluster, algorithm);
             for (unit, node) in &placed.placed {
-                write(
-                    &daemon,
-                    &mesh,
-                    unit,
-                    *node,
-                    "placed",
-                    json!({ "node": node }),
-                )
-                .await;
+                let payload = json!({ "node": node });
+                write(&daemon, &mesh, unit, *node, None, "placed", payload).await;
             }
             for u in placed.unplaced.iter().chain(&moved.unplaced) {
                 if unplaced_seen.get(&u.unit) != Some(&u.reason) {
@@ -105,8 +100,10 @@ pub(crate) fn spawn(daemon: Weak<Daemon>, mesh: Arc<Mesh>) {
                 match rebalance(&cluster, rebalancing.threshold) {
                     Ok(moves) => {
                         for m in moves {
+                            // It starts on its new node once the old one released it.
                             let payload = json!({ "from": m.from, "to": m.to });
-                            write(&daemon, &mesh, &m.unit, m.to, "rebalance", payload).await;
+                            let from = Some((m.from, false));
+                            write(&daemon, &mesh, &m.unit, m.to, from, "rebalance", payload).await;
                         }
                     }
                     Err(e) => tracing::warn!("rebalancing: {e}"),
@@ -199,6 +196,7 @@ async fn write(
     mesh: &Mesh,
     unit: &str,
     node: NodeId,
+    from: Option<(NodeId, bool)>,
     reason: &str,
     payload: serde_json::Value,
 ) {
@@ -206,6 +204,8 @@ async fn write(
         node,
         since_ms: super::now().as_millis() as u64,
         reason: reason.to_string(),
+        from: from.map(|f| f.0),
+        released: from.is_some_and(|f| f.1),
     };
     let Ok(value) = serde_json::to_value(&record) else {
         return;

@@ -245,6 +245,7 @@ impl Mesh {
             members,
             ca,
             fenced: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             last_seen: Mutex::default(),
             caps_lock: tokio::sync::Mutex::default(),
         });
@@ -258,27 +259,32 @@ impl Mesh {
             memory: host_memory(),
             location: settings.node.location.clone(),
         };
-        register(&mesh, record).await?;
+        tokio::spawn(register(mesh.clone(), record));
         Ok(mesh)
     }
 }
 
-/// Writes this node's registration, so the scheduler knows its capacity and roles.
-async fn register(mesh: &Mesh, record: NodeRecord) -> anyhow::Result<()> {
-    let value = serde_json::to_value(&record)?;
-    mesh.propose(Command::Put {
-        table: Table::Nodes,
-        key: record.id.to_string(),
-        value,
-    })
-    .await
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "node {} could not register with the cluster: {e}",
-            record.id
-        )
-    })?;
-    Ok(())
+/// Writes this node's registration, so the scheduler knows its capacity and roles; retried
+/// until a quorum takes it (after a whole cluster stopped, nodes come back one by one).
+async fn register(mesh: Arc<Mesh>, record: NodeRecord) {
+    let Ok(value) = serde_json::to_value(&record) else {
+        return;
+    };
+    loop {
+        let command = Command::Put {
+            table: Table::Nodes,
+            key: record.id.to_string(),
+            value: value.clone(),
+        };
+        match mesh.propose(command).await {
+            Ok(_) => return tracing::info!("node {} registered with the cluster", record.id),
+            Err(e) => tracing::warn!(
+                "node {} could not register with the cluster yet ({e}); retrying",
+                record.id
+            ),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Starts the SWIM agent on the mesh port's UDP twin.
