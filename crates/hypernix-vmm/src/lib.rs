@@ -15,6 +15,7 @@
 pub mod accel;
 pub mod command;
 pub mod guest;
+pub mod migrate;
 pub mod process;
 pub mod qmp;
 pub mod rundir;

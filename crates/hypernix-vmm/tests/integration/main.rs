@@ -2,6 +2,7 @@
 //! a kernel in /boot with its modules, and busybox-static; a missing one fails the test.
 
 mod kit;
+mod migrate;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,439 @@
+//! Live migration of a running VM into a second QEMU started to receive it
+//! (`-incoming defer -S`): its disks are mirrored over NBD into the destination's own disk
+//! nodes while the guest runs, then its memory is migrated, and the destination resumes.
+//!
+//! 1. [`prepare_incoming`] on the destination: an NBD server with a writable export of each
+//!    disk node, migration capabilities, and `migrate-incoming`;
+//! 2. [`migrate`] on the source: an NBD client node per disk and a `blockdev-mirror`
+//!    (`sync: full`) into it, until every mirror is ready (in step with the guest's writes);
+//!    then the migration capabilities and downtime limit, and `migrate`, polled until it
+//!    completes (the source is paused then); then the ready mirrors are cancelled, which
+//!    leaves their targets consistent with the paused source;
+//! 3. [`finish_incoming`] on the destination: the NBD server stops and the guest resumes.
+//!
+//! Any failure in step 2 cancels the migration and the mirrors and resumes the source if
+//! the migration had paused it: the source keeps running, unharmed.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::process::Vm;
+use crate::qmp::{QmpClient, QmpError};
+
+/// Where the destination listens: a unix socket path, or a TCP host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl Endpoint {
+    /// The `SocketAddressLegacy` form `nbd-server-start` takes.
+    fn legacy_address(&self) -> Value {
+        match self {
+            Endpoint::Unix(path) => json!({ "type": "unix", "data": { "path": path } }),
+            Endpoint::Tcp { host, port } => {
+                json!({ "type": "inet", "data": { "host": host, "port": port.to_string() } })
+            }
+        }
+    }
+
+    /// The flat `SocketAddress` form `blockdev-add` takes.
+    fn qmp_address(&self) -> Value {
+        match self {
+            Endpoint::Unix(path) => json!({ "type": "unix", "path": path }),
+            Endpoint::Tcp { host, port } => {
+                json!({ "type": "inet", "host": host, "port": port.to_string() })
+            }
+        }
+    }
+
+    fn uri(&self) -> String {
+        match self {
+            Endpoint::Unix(path) => format!("unix:{}", path.display()),
+            Endpoint::Tcp { host, port } => format!("tcp:{host}:{port}"),
+        }
+    }
+}
+
+/// The destination's endpoints: its NBD server (disks) and its migration stream (memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// Where the destination serves its disk nodes over NBD.
+    pub nbd: Endpoint,
+    /// Where the destination takes the migration stream.
+    pub migration: Endpoint,
+}
+
+/// How to migrate (`hypervisor.migration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The longest pause of the guest at switch-over QEMU aims for.
+    pub downtime_limit: Duration,
+    /// Throttle the guest's vCPUs when memory does not converge.
+    pub auto_converge: bool,
+    /// Parallel channels for memory (`multifd`), set on both sides; `None`: one stream.
+    pub multifd_channels: Option<u8>,
+    /// Give up (and cancel) after this long.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            downtime_limit: Duration::from_millis(300),
+            auto_converge: true,
+            multifd_channels: None,
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a completed migration measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// From the first mirror to the destination's resume.
+    pub total: Duration,
+    /// Until every disk mirror was in step with the guest.
+    pub mirrored: Duration,
+    /// The guest's pause at switch-over, as QEMU measured it (ms).
+    pub downtime_ms: u64,
+    /// Memory bytes sent.
+    pub ram_bytes: u64,
+    /// Disk bytes copied by the mirrors.
+    pub disk_bytes: u64,
+}
+
+/// A migration that did not complete; the source keeps running.
+#[derive(Debug, Error)]
+pub enum MigrateError {
+    /// A QMP command failed.
+    #[error("{step}: {source}")]
+    Qmp {
+        /// What was being done.
+        step: &'static str,
+        /// The QMP error.
+        source: QmpError,
+    },
+    /// QEMU reported the migration or a mirror failed.
+    #[error("{step} failed: {reason}; the source keeps running")]
+    Failed {
+        /// What failed.
+        step: &'static str,
+        /// QEMU's reason.
+        reason: String,
+    },
+    /// It took longer than [`Options::timeout`].
+    #[error("{step} did not finish within {timeout:?}; cancelled, the source keeps running")]
+    Timeout {
+        /// What was waited for.
+        step: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+fn qmp(step: &'static str) -> impl FnOnce(QmpError) -> MigrateError {
+    move |source| MigrateError::Qmp { step, source }
+}
+
+fn capabilities(options: &Options) -> Value {
+    let mut caps = vec![
+        json!({ "capability": "events", "state": true }),
+        json!({ "capability": "auto-converge", "state": options.auto_converge }),
+    ];
+    if options.multifd_channels.is_some() {
+        caps.push(json!({ "capability": "multifd", "state": true }));
+    }
+    json!({ "capabilities": caps })
+}
+
+async fn set_multifd(q: &QmpClient, options: &Options) -> Result<(), MigrateError> {
+    if let Some(n) = options.multifd_channels {
+        q.call::<Value>(
+            "migrate-set-parameters",
+            Some(json!({ "multifd-channels": n })),
+        )
+        .await
+        .map_err(qmp("migrate-set-parameters"))?;
+    }
+    Ok(())
+}
+
+/// Readies the destination (started with `-incoming defer -S` and the same disks) to take
+/// the disk nodes `disks` over NBD and the migration stream at `incoming`.
+pub async fn prepare_incoming(
+    dst: &Vm,
+    disks: &[String],
+    incoming: &Incoming,
+    options: &Options,
+) -> Result<(), MigrateError> {
+    let q = dst.qmp();
+    q.call::<Value>(
+        "nbd-server-start",
+        Some(json!({ "addr": incoming.nbd.legacy_address() })),
+    )
+    .await
+    .map_err(qmp("nbd-server-start"))?;
+    for disk in disks {
+        let args = json!({ "type": "nbd", "id": format!("migrate-{disk}"), "node-name": disk,
+                           "name": disk, "writable": true });
+        q.call::<Value>("block-export-add", Some(args))
+            .await
+            .map_err(qmp("block-export-add"))?;
+    }
+    q.call::<Value>("migrate-set-capabilities", Some(capabilities(options)))
+        .await
+        .map_err(qmp("migrate-set-capabilities"))?;
+    set_multifd(q, options).await?;
+    q.call::<Value>(
+        "migrate-incoming",
+        Some(json!({ "uri": incoming.migration.uri() })),
+    )
+    .await
+    .map_err(qmp("migrate-incoming"))?;
+    Ok(())
+}
+
+/// Stops the destination's NBD server and resumes its guest, once [`migrate`] returned.
+pub async fn finish_incoming(dst: &Vm) -> Result<(), MigrateError> {
+    let q = dst.qmp();
+    q.call::<Value>("nbd-server-stop", None)
+        .await
+        .map_err(qmp("nbd-server-stop"))?;
+    q.call::<Value>("cont", None).await.map_err(qmp("cont"))?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct Job {
+    device: String,
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    offset: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MigrationInfo {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    downtime: u64,
+    #[serde(default)]
+    ram: Option<RamInfo>,
+    #[serde(rename = "error-desc", default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RamInfo {
+    #[serde(default)]
+    transferred: u64,
+}
+
+/// Migrates the running `src` into the destination prepared at `incoming`, mirroring
+/// the disk nodes `disks`; `progress` is told each step.
+pub async fn migrate(
+    src: &Vm,
+    disks: &[String],
+    incoming: &Incoming,
+    options: &Options,
+    mut progress: impl FnMut(&str),
+) -> Result<Report, MigrateError> {
+    let started = Instant::now();
+    let q = src.qmp();
+    let result = run(q, disks, incoming, options, started, &mut progress).await;
+    if result.is_err() {
+        progress("cancelling");
+        rollback(q, disks).await;
+    }
+    result
+}
+
+async fn run(
+    q: &QmpClient,
+    disks: &[String],
+    incoming: &Incoming,
+    options: &Options,
+    started: Instant,
+    progress: &mut impl FnMut(&str),
+) -> Result<Report, MigrateError> {
+    let deadline = started + options.timeout;
+    for disk in disks {
+        let target = format!("migrate-{disk}");
+        let node = json!({ "driver": "nbd", "node-name": target, "export": disk,
+                           "server": incoming.nbd.qmp_address() });
+        q.call::<Value>("blockdev-add", Some(node))
+            .await
+            .map_err(qmp("blockdev-add (NBD target)"))?;
+        let mirror = json!({ "job-id": target, "device": disk, "target": target,
+                             "sync": "full", "auto-dismiss": false });
+        q.call::<Value>("blockdev-mirror", Some(mirror))
+            .await
+            .map_err(qmp("blockdev-mirror"))?;
+    }
+    progress("mirroring disks");
+    let disk_bytes = loop {
+        let jobs: Vec<Job> = q
+            .call("query-block-jobs", None)
+            .await
+            .map_err(qmp("query-block-jobs"))?;
+        let ours: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| disks.iter().any(|d| j.device == format!("migrate-{d}")))
+            .collect();
+        if ours.len() < disks.len() {
+            return Err(MigrateError::Failed {
+                step: "disk mirror",
+                reason: "a mirror job ended before it was ready".into(),
+            });
+        }
+        if ours.iter().all(|j| j.ready) {
+            break ours.iter().map(|j| j.offset).sum();
+        }
+        if Instant::now() > deadline {
+            return Err(MigrateError::Timeout {
+                step: "disk mirror",
+                timeout: options.timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mirrored = started.elapsed();
+    progress("migrating memory");
+    q.call::<Value>("migrate-set-capabilities", Some(capabilities(options)))
+        .await
+        .map_err(qmp("migrate-set-capabilities"))?;
+    set_multifd(q, options).await?;
+    let limit = u64::try_from(options.downtime_limit.as_millis()).unwrap_or(u64::MAX);
+    q.call::<Value>(
+        "migrate-set-parameters",
+        Some(json!({ "downtime-limit": limit })),
+    )
+    .await
+    .map_err(qmp("migrate-set-parameters"))?;
+    q.call::<Value>("migrate", Some(json!({ "uri": incoming.migration.uri() })))
+        .await
+        .map_err(qmp("migrate"))?;
+    let info = loop {
+        let info: MigrationInfo = q
+            .call("query-migrate", None)
+            .await
+            .map_err(qmp("query-migrate"))?;
+        match info.status.as_str() {
+            "completed" => break info,
+            "failed" | "cancelled" => {
+                return Err(MigrateError::Failed {
+                    step: "memory migration",
+                    reason: info.error.unwrap_or(info.status),
+                });
+            }
+            _ if Instant::now() > deadline => {
+                return Err(MigrateError::Timeout {
+                    step: "memory migration",
+                    timeout: options.timeout,
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    // The source is paused: cancelling a ready mirror flushes it, so each target now holds
+    // the disk as the paused guest left it.
+    progress("completing disk mirrors");
+    for disk in disks {
+        let job = format!("migrate-{disk}");
+        q.call::<Value>("block-job-cancel", Some(json!({ "device": job })))
+            .await
+            .map_err(qmp("block-job-cancel"))?;
+    }
+    wait_jobs_concluded(q, disks, deadline, options.timeout).await?;
+    for disk in disks {
+        let job = format!("migrate-{disk}");
+        let _ = q
+            .call::<Value>("job-dismiss", Some(json!({ "id": job })))
+            .await;
+        let _ = q
+            .call::<Value>("blockdev-del", Some(json!({ "node-name": job })))
+            .await;
+    }
+    Ok(Report {
+        total: started.elapsed(),
+        mirrored,
+        downtime_ms: info.downtime,
+        ram_bytes: info.ram.map_or(0, |r| r.transferred),
+        disk_bytes,
+    })
+}
+
+/// Waits until the mirror jobs have concluded (flushed and stopped).
+async fn wait_jobs_concluded(
+    q: &QmpClient,
+    disks: &[String],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), MigrateError> {
+    loop {
+        let jobs: Vec<Value> = q
+            .call("query-jobs", None)
+            .await
+            .map_err(qmp("query-jobs"))?;
+        let pending = jobs.iter().any(|j| {
+            disks.iter().any(|d| j["id"] == format!("migrate-{d}"))
+                && j["status"] != "concluded"
+                && j["status"] != "null"
+        });
+        if !pending {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(MigrateError::Timeout {
+                step: "completing the disk mirrors",
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Undoes whatever [`run`] started: the migration, the mirrors and their NBD nodes, and
+/// resumes the source if the migration had paused it.
+async fn rollback(q: &QmpClient, disks: &[String]) {
+    let _ = q.call::<Value>("migrate_cancel", None).await;
+    for disk in disks {
+        let job = format!("migrate-{disk}");
+        let _ = q
+            .call::<Value>(
+                "block-job-cancel",
+                Some(json!({ "device": job, "force": true })),
+            )
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _ = wait_jobs_concluded(q, disks, deadline, Duration::from_secs(10)).await;
+    for disk in disks {
+        let job = format!("migrate-{disk}");
+        let _ = q
+            .call::<Value>("job-dismiss", Some(json!({ "id": job })))
+            .await;
+        let _ = q
+            .call::<Value>("blockdev-del", Some(json!({ "node-name": job })))
+            .await;
+    }
+    if let Ok(status) = q.query_status().await
+        && !status.running
+    {
+        let _ = q.cont().await;
+    }
+}
