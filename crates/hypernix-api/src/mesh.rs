@@ -155,6 +155,52 @@ impl MeshMutation {
             .map_err(async_graphql::Error::new)
     }
 
+    /// Moves unit `name`, running on the answering node, to node `to` while it runs.
+    async fn migrate_unit(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        to: u64,
+    ) -> async_graphql::Result<MigrationReport> {
+        let r = daemon(ctx)?.migrate_unit(&name, to).await.map_err(gql)?;
+        Ok(MigrationReport {
+            unit: r.unit,
+            from: r.from,
+            to: r.to,
+            total_ms: r.total_ms,
+            mirrored_ms: r.mirrored_ms,
+            downtime_ms: r.downtime_ms,
+            ram_bytes: r.ram_bytes,
+            disk_bytes: r.disk_bytes,
+        })
+    }
+
+    /// Node to node: starts unit `name` here waiting for its live migration; answers where
+    /// to send its disks and memory (`{ host, nbdPort, migrationPort }`).
+    async fn accept_migration(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<async_graphql::Json<serde_json::Value>> {
+        let ports = daemon(ctx)?.accept_migration(&name).await.map_err(gql)?;
+        Ok(async_graphql::Json(serde_json::to_value(ports)?))
+    }
+
+    /// Node to node: resumes unit `name` after its live migration, or drops it.
+    async fn finish_migration(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        resume: bool,
+        ready: bool,
+    ) -> async_graphql::Result<bool> {
+        daemon(ctx)?
+            .finish_migration(&name, resume, ready)
+            .await
+            .map_err(gql)?;
+        Ok(true)
+    }
+
     /// Takes the answering node out of the cluster: its registration and its vote go,
     /// and its units are placed elsewhere.
     async fn mesh_leave(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
@@ -162,6 +208,27 @@ impl MeshMutation {
         daemon(ctx)?.leave_cluster().await.map_err(gql)?;
         Ok(true)
     }
+}
+
+/// What a completed live migration measured.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct MigrationReport {
+    /// The unit.
+    pub unit: String,
+    /// The node it left.
+    pub from: u64,
+    /// The node it runs on now.
+    pub to: u64,
+    /// From the request to the destination's resume, in milliseconds.
+    pub total_ms: u64,
+    /// Until the disks were in step, in milliseconds.
+    pub mirrored_ms: u64,
+    /// The guest's pause at switch-over, in milliseconds.
+    pub downtime_ms: u64,
+    /// Memory bytes sent.
+    pub ram_bytes: u64,
+    /// Disk bytes copied.
+    pub disk_bytes: u64,
 }
 
 /// Live cluster changes, from the answering node's point of view.

@@ -60,6 +60,11 @@ pub enum Command {
     },
     /// Hand out the running VM (for a backup through its QMP connection).
     Vm(oneshot::Sender<Option<Arc<Vm>>>),
+    /// The VM took over a live-migrated guest, which was ready on its source.
+    Migrated {
+        /// Whether the guest had printed its readiness line on the source.
+        ready: bool,
+    },
 }
 
 type Reply = oneshot::Sender<Result<Observed, String>>;
@@ -80,6 +85,22 @@ impl UnitHandle {
         desired: Desired,
         observed: Observed,
     ) -> UnitHandle {
+        Self::spawn_as(shared, name, desired, observed, false)
+    }
+
+    /// Starts the task for `name` with a QEMU waiting for a live migration (`-incoming
+    /// defer -S`) instead of booting.
+    pub fn spawn_incoming(shared: Arc<Shared>, name: String, desired: Desired) -> UnitHandle {
+        Self::spawn_as(shared, name, desired, Observed::pending(), true)
+    }
+
+    fn spawn_as(
+        shared: Arc<Shared>,
+        name: String,
+        desired: Desired,
+        observed: Observed,
+        incoming: bool,
+    ) -> UnitHandle {
         let (tx, rx) = mpsc::channel(16);
         let (status_tx, status) = watch::channel(observed.clone());
         let (desired_tx, desired_rx) = watch::channel(desired.clone());
@@ -94,6 +115,7 @@ impl UnitHandle {
             instance: 0,
             stopping: false,
             restart_at: None,
+            incoming,
             status_tx,
             desired_tx,
             vm_tx,
@@ -146,6 +168,8 @@ struct UnitTask {
     /// An exit now is one we asked for.
     stopping: bool,
     restart_at: Option<Instant>,
+    /// The next start waits for a live migration instead of booting.
+    incoming: bool,
     status_tx: watch::Sender<Observed>,
     desired_tx: watch::Sender<Desired>,
     vm_tx: mpsc::Sender<VmEvent>,
@@ -299,6 +323,12 @@ impl UnitTask {
                 let _ = tx.send(self.vm.clone());
                 Ok(())
             }
+            Command::Migrated { ready } => {
+                self.observed.ready = ready;
+                self.event("unit.migrated", json!({ "ready": ready })).await;
+                self.publish_state();
+                Ok(())
+            }
         }
     }
 
@@ -319,7 +349,7 @@ impl UnitTask {
     /// Starts QEMU; a failure makes the unit Failed with the reason.
     async fn start(&mut self) {
         self.set_state(UnitState::Starting).await;
-        let spec = match self.shared.vm_spec(&self.name, &self.desired.spec).await {
+        let mut spec = match self.shared.vm_spec(&self.name, &self.desired.spec).await {
             Ok((spec, warnings)) => {
                 for w in warnings {
                     self.event("unit.warning", json!({ "message": w })).await;
@@ -328,6 +358,10 @@ impl UnitTask {
             }
             Err(reason) => return self.fail(reason).await,
         };
+        if std::mem::take(&mut self.incoming) {
+            spec.extra_args
+                .extend(["-incoming", "defer", "-S"].map(String::from));
+        }
         match Vm::spawn(&spec, self.run_dir.path()).await {
             Ok(vm) => {
                 let vm = Arc::new(vm);

@@ -129,8 +129,9 @@ async fn reconcile(daemon: &Daemon, mesh: &Mesh) {
         .filter(|(name, _)| placement.get(name).is_some_and(|p| p.node == mesh.id))
         .filter_map(|(name, doc)| Some((name, serde_json::from_value(doc).ok()?)))
         .collect();
+    let incoming = mesh.incoming.lock().map(|i| i.clone()).unwrap_or_default();
     for (name, handle) in daemon.local_units() {
-        if !mine.contains_key(&name) {
+        if !mine.contains_key(&name) && !incoming.contains(&name) {
             tracing::info!("{name}: placed elsewhere now; stopping it here");
             let _ = handle.send(Command::Evict { grace: MOVE_GRACE }).await;
         }

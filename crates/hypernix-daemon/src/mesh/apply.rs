@@ -152,6 +152,17 @@ impl Daemon {
             .insert(name.to_string(), handle);
     }
 
+    /// Starts the task of unit `name` here with a QEMU waiting for a live migration.
+    pub(crate) fn run_incoming(&self, name: &str, desired: Desired) {
+        self.shared.save_desired(name, &desired);
+        let handle = UnitHandle::spawn_incoming(self.shared.clone(), name.to_string(), desired);
+        self.shared
+            .units
+            .lock()
+            .expect("units lock")
+            .insert(name.to_string(), handle);
+    }
+
     /// The units with a task on this node.
     pub(crate) fn local_units(&self) -> BTreeMap<String, UnitHandle> {
         self.shared.units.lock().expect("units lock").clone()

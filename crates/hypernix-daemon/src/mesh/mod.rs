@@ -16,10 +16,12 @@ mod agent;
 mod apply;
 mod caps;
 mod events;
+mod migrate;
 mod node;
 mod schedule;
 mod setup;
 
+pub use migrate::{IncomingPorts, MigrationReport};
 pub use node::{MeshNodeStatus, MeshStatus, NodeRecord};
 pub use setup::MeshOptions;
 
@@ -74,6 +76,8 @@ pub struct Mesh {
     leaving: AtomicBool,
     /// When each node was last seen alive by this node (Unix time).
     last_seen: Mutex<BTreeMap<NodeId, Duration>>,
+    /// Units migrating into this node: the agent leaves their waiting QEMU alone.
+    incoming: Mutex<std::collections::BTreeSet<String>>,
     /// Held while the key ring is rotated and published, or compared and adopted.
     caps_lock: tokio::sync::Mutex<()>,
 }

@@ -247,6 +247,7 @@ impl Mesh {
             fenced: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             last_seen: Mutex::default(),
+            incoming: Mutex::default(),
             caps_lock: tokio::sync::Mutex::default(),
         });
         let record = NodeRecord {

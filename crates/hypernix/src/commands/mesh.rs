@@ -51,6 +51,17 @@ pub enum MeshCommand {
     },
     /// Take the node answering at --api out of the cluster; its units go elsewhere.
     Leave,
+    /// Move a running unit to another node without stopping it (live migration; ask the
+    /// node running it).
+    Migrate {
+        /// The unit.
+        unit: String,
+        /// The node to move it to.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +210,27 @@ pub fn run(cmd: MeshCommand, client: &Client, api: &str) -> anyhow::Result<ExitC
                     bail!("the node did not register within 60 s; see its daemon log");
                 }
                 std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        MeshCommand::Migrate { unit, to, out } => {
+            let q = "mutation($unit: String!, $to: Int!) { migrateUnit(name: $unit, to: $to) \
+                     { unit from to totalMs mirroredMs downtimeMs ramBytes diskBytes } }";
+            eprintln!("migrating {unit} to node {to}...");
+            let r: Value = client.request(q, json!({ "unit": unit, "to": to }), "migrateUnit")?;
+            if out.json {
+                output::json(&r)?;
+            } else {
+                println!(
+                    "{unit}: node {} → node {} in {} ms (disks in step after {} ms), downtime {} ms, \
+                     {} MiB of memory and {} MiB of disk sent",
+                    r["from"],
+                    r["to"],
+                    r["totalMs"],
+                    r["mirroredMs"],
+                    r["downtimeMs"],
+                    r["ramBytes"].as_u64().unwrap_or(0) >> 20,
+                    r["diskBytes"].as_u64().unwrap_or(0) >> 20
+                );
             }
         }
         MeshCommand::Leave => {

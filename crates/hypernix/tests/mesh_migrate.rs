@@ -1,0 +1,170 @@
+//! Live migration between two daemons of a cluster: a guest counting on its console and
+//! its disk moves to the other node without a reboot; its disk arrives intact.
+
+mod kit;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kit::{Console, TestDaemon, heavy, qemu_pids, wait_until};
+
+const UNIT: &str = r#"{
+  hypervisor.compute.units.mover = {
+    resources.memory.size = "192Mi";
+    features.persistence.migration = "live";
+    storage = [ { name = "data"; capability = "block"; size = "32Mi"; } ];
+  };
+  hypervisor.compute.units.stays = { resources.memory.size = "128Mi"; };
+}"#;
+
+fn mesh_port() -> u16 {
+    loop {
+        let p = kit::free_port();
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn node(dir: &Path, id: u32, mesh: &str, join: Option<(&str, &str)>) -> TestDaemon {
+    let file = dir.join(format!("node{id}.nix"));
+    std::fs::write(
+        &file,
+        format!(r#"{{ hypervisor.mesh = {{ enable = true; clusterName = "mig"; node.id = "{id}"; }}; }}"#),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let mut args = vec!["--node", &file, "--mesh-listen", mesh];
+    if let Some((addr, token)) = join {
+        args.extend(["--join", addr, "--join-token", token]);
+    }
+    TestDaemon::start_with(&args)
+}
+
+fn last_count(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix("COUNT ")?.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn console_log(d: &TestDaemon, unit: &str) -> String {
+    std::fs::read_to_string(d.state().join("units").join(unit).join("console.log"))
+        .unwrap_or_default()
+}
+
+fn region(d: &TestDaemon) -> Vec<u8> {
+    let bytes = std::fs::read(d.state().join("disks/mover/data.raw")).unwrap();
+    bytes[1 << 20..9 << 20].to_vec()
+}
+
+#[test]
+fn a_running_unit_moves_to_another_node_and_keeps_counting() {
+    let _g = heavy();
+    let files = tempfile::tempdir().unwrap();
+    let (m1, m2) = (
+        format!("127.0.0.1:{}", mesh_port()),
+        format!("127.0.0.1:{}", mesh_port()),
+    );
+    let n1 = node(files.path(), 1, &m1, None);
+    let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)
+        .trim()
+        .to_string();
+    let n2 = node(files.path(), 2, &m2, Some((&m1, &token)));
+    let f = n1.config("units.nix", UNIT);
+    n1.json(&["apply", "--json", f.to_str().unwrap()]);
+    // Least-loaded puts one unit on each node; `mover` must start on node 1 for the test.
+    let (src, dst) = wait_until(Duration::from_secs(30), "both units placed", || {
+        let s = n1.json(&["mesh", "status", "--json"]);
+        let on = |id: u64| -> Vec<String> {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["id"] == id)
+                .flat_map(|n| {
+                    n["units"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|u| u.as_str().unwrap().to_string())
+                })
+                .collect()
+        };
+        let (a, b) = (on(1), on(2));
+        if a.len() + b.len() < 2 {
+            return None;
+        }
+        Some(if a.contains(&"mover".to_string()) {
+            (&n1, &n2)
+        } else {
+            (&n2, &n1)
+        })
+    });
+    let to = if std::ptr::eq(dst, &n2) { "2" } else { "1" };
+    wait_until(Duration::from_secs(30), "mover listed on its node", || {
+        src.units()
+            .iter()
+            .any(|u| u["name"] == "mover")
+            .then_some(())
+    });
+    src.wait_ready("mover");
+
+    // The guest fills 8 MiB of its disk with random data, then counts on its console and
+    // in its disk's first sector, five times a second.
+    let mut console = Console::open(src, "mover");
+    console.run("dd if=/dev/urandom of=/dev/vda bs=1M count=8 seek=1 conv=fsync 2>/dev/null");
+    console.run("(i=0; while true; do i=$((i+1)); echo COUNT $i; echo $i | dd of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; sleep 0.2; done) & true");
+    wait_until(Duration::from_secs(30), "the guest counting", || {
+        (last_count(&console_log(src, "mover")) >= 5).then_some(())
+    });
+    drop(console);
+
+    // A unit that may not move live is refused, naming the setting.
+    let out = src.cli(&["mesh", "migrate", "stays", "--to", to]);
+    assert!(!out.status.success());
+
+    let started = Instant::now();
+    let report = src.json(&["mesh", "migrate", "mover", "--to", to, "--json"]);
+    eprintln!(
+        "live migration through the daemons: {report} (the command took {:?})",
+        started.elapsed()
+    );
+    assert!(report["downtimeMs"].as_u64().unwrap() < 2_000, "{report}");
+    assert!(report["diskBytes"].as_u64().unwrap() >= 9 << 20, "{report}");
+
+    // It runs on the destination, counting on from where it was, without a reboot.
+    let counted = last_count(&console_log(src, "mover"));
+    wait_until(
+        Duration::from_secs(30),
+        "the guest counting on the destination",
+        || (last_count(&console_log(dst, "mover")) >= counted + 5).then_some(()),
+    );
+    assert!(
+        !console_log(dst, "mover").contains("HYPERNIX-READY"),
+        "no reboot"
+    );
+    let moved = wait_until(
+        Duration::from_secs(10),
+        "mover listed on the destination",
+        || dst.units().into_iter().find(|u| u["name"] == "mover"),
+    );
+    assert_eq!(moved["state"], "RUNNING", "{moved}");
+    assert_eq!(moved["ready"], true, "{moved}");
+    let s = src.json(&["mesh", "status", "--json"]);
+    let holder = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["units"].as_array().unwrap().iter().any(|u| u == "mover"))
+        .unwrap();
+    assert_eq!(holder["id"].to_string(), to, "{s}");
+    wait_until(Duration::from_secs(15), "the source's QEMU gone", || {
+        qemu_pids(&src.state().join("units/mover"))
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(region(src), region(dst), "the disk arrived byte for byte");
+    assert!(!src.events("migration.completed").is_empty());
+}
