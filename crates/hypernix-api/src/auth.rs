@@ -140,6 +140,7 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
         (Query, "meshStatus") => rule("mesh.status", "cluster", "read", none),
         (Mutation, "meshJoinToken") => rule("mesh.token", "cluster", "join", none),
         (Mutation, "meshLeave") => rule("mesh.leave", "cluster", "configure", none),
+        (Subscription, "migrationProgress") => rule("unit.watch", "compute", "read", none),
         (Mutation, "migrateUnit") => rule("unit.migrate", "cluster", "schedule", Unit("name")),
         (Mutation, "acceptMigration") => rule("unit.migrate", "cluster", "schedule", Unit("name")),
         (Mutation, "finishMigration") => rule("unit.migrate", "cluster", "schedule", Unit("name")),

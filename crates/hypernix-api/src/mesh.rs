@@ -239,11 +239,12 @@ impl MeshSubscription {
     async fn changes(
         ctx: &Context<'_>,
         kinds: &[&str],
+        subject: Option<String>,
         after: Option<u64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MeshChange>> + use<>> {
         let filter = EventFilter {
             kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
-            subject: None,
+            subject,
         };
         Ok(event_stream(ctx, after, filter).await?.map(|e| {
             e.map(|e| MeshChange {
@@ -265,7 +266,7 @@ impl MeshSubscription {
         ctx: &Context<'_>,
         after: Option<u64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MeshChange>>> {
-        Self::changes(ctx, &["mesh.topology"], after).await
+        Self::changes(ctx, &["mesh.topology"], None, after).await
     }
 
     /// The leader or term, each time either changes.
@@ -274,7 +275,25 @@ impl MeshSubscription {
         ctx: &Context<'_>,
         after: Option<u64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MeshChange>>> {
-        Self::changes(ctx, &["mesh.consensus"], after).await
+        Self::changes(ctx, &["mesh.consensus"], None, after).await
+    }
+
+    /// Live migrations of units on the answering node (of `unit` only, when given):
+    /// `migration.started`, `migration.progress` (each step), `migration.completed` (with
+    /// its measurements) and `migration.failed` (with the reason).
+    async fn migration_progress(
+        &self,
+        ctx: &Context<'_>,
+        unit: Option<String>,
+        after: Option<u64>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MeshChange>>> {
+        Self::changes(
+            ctx,
+            &["migration.*"],
+            unit.map(|u| format!("unit/{u}")),
+            after,
+        )
+        .await
     }
 
     /// A node seen alive or dead, and fencing of the answering node.
@@ -283,6 +302,12 @@ impl MeshSubscription {
         ctx: &Context<'_>,
         after: Option<u64>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MeshChange>>> {
-        Self::changes(ctx, &["mesh.node", "mesh.fenced", "mesh.unfenced"], after).await
+        Self::changes(
+            ctx,
+            &["mesh.node", "mesh.fenced", "mesh.unfenced"],
+            None,
+            after,
+        )
+        .await
     }
 }

@@ -111,6 +111,10 @@ impl Daemon {
         Ok(Options {
             downtime_limit: m.downtime_limit.std(),
             auto_converge: m.auto_converge,
+            // Memory in parallel streams, one per core (at most four).
+            multifd_channels: Some(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)) as u8,
+            ),
             ..Options::default()
         })
     }
