@@ -107,6 +107,12 @@ impl Guard {
         result
     }
 
+    /// Whether `token` would be allowed `request` now; nothing is counted or audited (for a
+    /// client asking which actions to offer).
+    pub fn allows(&self, token: Option<&str>, request: &Request) -> bool {
+        self.authorizer.recheck(token, request, Utc::now()).is_ok()
+    }
+
     /// Whether `token` still authorizes `request` (a session already admitted); a refusal
     /// is audited, a pass is not.
     pub fn recheck(&self, token: Option<&str>, request: &Request) -> Result<(), Denied> {

@@ -1,0 +1,109 @@
+// Drives the web console in Debian's headless Chromium (playwright-core, no downloaded
+// browser): log in with a token, see the units, stop one and watch its state change live,
+// read a guest's readiness line in the console page, see the heat map drawn. Screenshots
+// go to ARTIFACTS. Prints one JSON line per step; exits non-zero on the first failure.
+// Usage: HYPERNIX_TOKEN=... node console.mjs http://HOST:PORT UNIT_TO_STOP CONSOLE_UNIT READY_MARKER ARTIFACTS
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, stopUnit, consoleUnit, marker, artifacts] = process.argv.slice(2);
+const token = process.env.HYPERNIX_TOKEN;
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+mkdirSync(artifacts, { recursive: true });
+
+const step = (name, extra = {}) => console.log(JSON.stringify({ step: name, ...extra }));
+
+// Polls fn(arg) in the page until it is truthy (page.waitForFunction evaluates strings,
+// which the console's Content-Security-Policy forbids).
+async function waitFor(page, what, fn, arg, timeout) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  // launch() gives Chromium a fresh temporary profile (--user-data-dir) of its own.
+});
+const requests = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('pageerror', (e) => step('pageerror', { message: e.message }));
+
+  // Login.
+  await page.goto(`${base}/ui/`);
+  await page.waitForSelector('#login:not([hidden])');
+  await page.screenshot({ path: join(artifacts, '01-login.png') });
+  await page.fill('#token', token);
+  await page.click('#login button[type=submit]');
+
+  // The units page lists the units, with their actions.
+  await page.waitForSelector('#units tbody tr');
+  const units = await page.$$eval('#units tbody tr', (rows) => rows.map((r) => ({
+    name: r.dataset.unit,
+    state: r.querySelector('[data-state]').dataset.state,
+    actions: [...r.querySelectorAll('button[data-action]')].map((b) => b.dataset.action),
+  })));
+  step('units', { units });
+  await page.screenshot({ path: join(artifacts, '02-units.png'), fullPage: true });
+
+  // Stop one: its state changes on the page without a reload (the subscription).
+  const row = `#units tr[data-unit="${stopUnit}"]`;
+  await page.click(`${row} button[data-action="stop"]`);
+  await page.waitForSelector(`${row} [data-state="STOPPED"]`, { timeout: 60_000 });
+  const after = await page.$eval(`${row} [data-state]`, (td) => td.dataset.state);
+  const startOffered = await page.$$eval(`${row} button[data-action="start"]`, (b) => b.length);
+  step('stopped', { unit: stopUnit, state: after, startOffered });
+  await page.screenshot({ path: join(artifacts, '03-stopped.png'), fullPage: true });
+
+  // The unit page: its resolved configuration with provenance.
+  await page.goto(`${base}/ui/#/unit/${encodeURIComponent(consoleUnit)}`);
+  await page.waitForSelector('text=Resolved configuration');
+  const fields = await page.$$eval('table:last-of-type tbody tr', (rows) => rows.length);
+  step('unit', { unit: consoleUnit, fields });
+  await page.screenshot({ path: join(artifacts, '04-unit.png'), fullPage: true });
+
+  // The console page shows the guest's readiness line.
+  await page.goto(`${base}/ui/#/console/${encodeURIComponent(consoleUnit)}`);
+  await waitFor(page, 'the readiness line in the console',
+    (m) => (document.querySelector('#page').dataset.transcript || '').includes(m), marker, 60_000);
+  await waitFor(page, 'the terminal to show the readiness line',
+    (m) => document.querySelector('#terminal').innerText.includes(m), marker, 10_000);
+  step('console', { unit: consoleUnit, marker });
+  await page.screenshot({ path: join(artifacts, '05-console.png'), fullPage: true });
+
+  // The storage page draws the heat map.
+  await page.goto(`${base}/ui/#/storage`);
+  await page.waitForSelector('canvas#heatmap[data-drawn]', { timeout: 30_000 });
+  const heat = await page.$eval('canvas#heatmap', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    for (let i = 0; i < d.length; i += 4) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    return { width: c.width, height: c.height, colours: colours.size };
+  });
+  step('heatmap', heat);
+  await page.screenshot({ path: join(artifacts, '06-storage.png'), fullPage: true });
+
+  // The other pages render without an error.
+  for (const p of ['backups', 'cluster', 'monitoring', 'audit']) {
+    await page.goto(`${base}/ui/#/${p}`);
+    await waitFor(page, `the ${p} page`, (name) => document.querySelector('#page').dataset.page === name
+      && !document.querySelector('#page').textContent.includes('Loading…'), p, 30_000);
+    const error = await page.$eval('#page', (el) => el.querySelector(':scope > p.error')?.textContent || null);
+    step('page', { page: p, error });
+    await page.screenshot({ path: join(artifacts, `07-${p}.png`), fullPage: true });
+  }
+
+  const origin = new URL(base).origin;
+  const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'));
+  step('requests', { total: requests.length, foreign });
+} finally {
+  await browser.close();
+}
