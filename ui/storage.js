@@ -2,8 +2,8 @@
 // per extent, coloured by heat, outlined by tier), and extents moving between tiers, live.
 import { gql, subscribe, esc, bytes } from './gql.js';
 
-const COLUMNS = 64;
-const CELL = 10;
+const WIDE = 64;
+const SMALL_CELL = 10;
 /** Most cells drawn; larger volumes put several extents in one cell (the hottest shows). */
 const MAX_CELLS = 16384;
 const TIER_COLOURS = ['#7c3aed', '#0891b2', '#65a30d', '#ca8a04', '#64748b'];
@@ -20,15 +20,18 @@ export function drawHeatMap(canvas, map, size) {
   const extents = Math.max(1, Math.ceil(size / map.granularity));
   const per = Math.ceil(extents / MAX_CELLS);
   const cells = Math.ceil(extents / per);
-  const rows = Math.ceil(cells / COLUMNS);
-  canvas.width = COLUMNS * CELL;
-  canvas.height = rows * CELL;
+  // Small volumes get bigger cells on fewer columns.
+  const cell = cells <= 512 ? 18 : SMALL_CELL;
+  const columns = cells <= 512 ? 32 : WIDE;
+  const rows = Math.ceil(cells / columns);
+  canvas.width = columns * cell;
+  canvas.height = rows * cell;
   const ctx = canvas.getContext('2d');
   ctx.fillStyle = '#f1f5f9';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.fillStyle = '#e2e8f0';
   for (let c = 0; c < cells; c++) {
-    ctx.fillRect((c % COLUMNS) * CELL + 1, Math.floor(c / COLUMNS) * CELL + 1, CELL - 2, CELL - 2);
+    ctx.fillRect((c % columns) * cell + 1, Math.floor(c / columns) * cell + 1, cell - 2, cell - 2);
   }
   const hottest = new Map();
   for (const e of map.extents) {
@@ -36,14 +39,14 @@ export function drawHeatMap(canvas, map, size) {
     const prev = hottest.get(c);
     if (!prev || e.heat > prev.heat) hottest.set(c, e);
   }
-  const max = Math.max(0, ...map.extents.map((e) => e.heat));
+  const max = map.extents.reduce((m, e) => Math.max(m, e.heat), 0);
   for (const [c, e] of hottest) {
-    const x = (c % COLUMNS) * CELL;
-    const y = Math.floor(c / COLUMNS) * CELL;
+    const x = (c % columns) * cell;
+    const y = Math.floor(c / columns) * cell;
     ctx.fillStyle = TIER_COLOURS[Math.min(e.level, TIER_COLOURS.length - 1)];
-    ctx.fillRect(x, y, CELL, CELL);
+    ctx.fillRect(x, y, cell, cell);
     ctx.fillStyle = heatColour(e.heat, max);
-    ctx.fillRect(x + 2, y + 2, CELL - 4, CELL - 4);
+    ctx.fillRect(x + 2, y + 2, cell - 4, cell - 4);
   }
   return { cells, per, allocated: map.extents.length };
 }
@@ -91,6 +94,7 @@ ${d.storageTiers.map((t) => `<span style="background:${TIER_COLOURS[Math.min(t.l
     const canvas = el.querySelector('#heatmap');
     const r = drawHeatMap(canvas, h.heatMap, vol.size);
     canvas.dataset.drawn = String(r.cells);
+    canvas.dataset.allocated = String(r.allocated);
     el.querySelector('#heat-note').textContent =
       `${r.allocated} allocated extents of ${bytes(h.heatMap.granularity)}` +
       (r.per > 1 ? `; one cell per ${r.per} extents` : '');

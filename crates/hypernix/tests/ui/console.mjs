@@ -76,7 +76,13 @@ try {
     (m) => (document.querySelector('#page').dataset.transcript || '').includes(m), marker, 60_000);
   await waitFor(page, 'the terminal to show the readiness line',
     (m) => document.querySelector('#terminal').innerText.includes(m), marker, 10_000);
-  step('console', { unit: consoleUnit, marker });
+  // Keys typed into the terminal reach the guest: write 4 MiB to its disk (for the heat
+  // map), then print a line the guest's output must carry back.
+  await page.click('#terminal');
+  await page.keyboard.type('head -c 4194304 /dev/urandom > /tmp/p; dd if=/tmp/p of=/dev/vda bs=1M conv=fsync 2>/dev/null; sync; echo W""ROTE\n');
+  await waitFor(page, 'the guest to answer typed keys',
+    () => (document.querySelector('#page').dataset.transcript || '').includes('WROTE'), null, 60_000);
+  step('console', { unit: consoleUnit, marker, typed: true });
   await page.screenshot({ path: join(artifacts, '05-console.png'), fullPage: true });
 
   // The storage page draws the heat map.
@@ -86,7 +92,7 @@ try {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     const colours = new Set();
     for (let i = 0; i < d.length; i += 4) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-    return { width: c.width, height: c.height, colours: colours.size };
+    return { width: c.width, height: c.height, colours: colours.size, allocated: Number(c.dataset.allocated) };
   });
   step('heatmap', heat);
   await page.screenshot({ path: join(artifacts, '06-storage.png'), fullPage: true });
