@@ -134,7 +134,12 @@ fn console_in_chromium_lists_stops_attaches_and_draws_the_heat_map() {
     }
     let requests = step(&steps, "requests");
     assert_eq!(requests["foreign"], serde_json::json!([]), "{requests}");
-    for shot in ["02-units.png", "03-stopped.png", "05-console.png", "06-storage.png"] {
+    for shot in [
+        "02-units.png",
+        "03-stopped.png",
+        "05-console.png",
+        "06-storage.png",
+    ] {
         assert!(artifacts.join(shot).exists(), "{shot} missing");
     }
 }
