@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
+use hypernix_caps::Decision;
 use hypernix_compute::provenance::Source;
 use serde_json::{Map, Value};
 
@@ -64,9 +65,10 @@ impl AllowedQuery {
     ) -> async_graphql::Result<Vec<bool>> {
         let d = daemon(ctx)?;
         let token = ctx.data_opt::<Credential>().and_then(Credential::token);
-        // A decision depends on the operation, the right, the target's labels and the
-        // unit count, not the target's name: units alike share one evaluation.
-        let mut seen: HashMap<String, bool> = HashMap::new();
+        // The guard runs the token's checks on the operation, right and unit count (not the
+        // target), then tests the target's labels against the token's scope: one run per
+        // operation serves every unit, and each unit costs only the scope test.
+        let mut runs: HashMap<(String, &str, &str, u64), Option<Decision>> = HashMap::new();
         Ok(checks
             .into_iter()
             .map(|c| {
@@ -79,20 +81,20 @@ impl AllowedQuery {
                     FieldType::Mutation => OperationType::Mutation,
                     FieldType::Subscription => OperationType::Subscription,
                 };
-                let Some(request) = request_for(d, ty, &c.field, &args) else {
+                let Some(mut request) = request_for(d, ty, &c.field, &args) else {
                     return false;
                 };
-                let key = format!(
-                    "{}|{}/{}|{:?}|{}",
-                    request.operation,
-                    request.access.kind,
-                    request.access.action,
-                    request.target.as_ref().map(|t| &t.1),
-                    request.units
-                );
-                *seen
+                let target = request.target.take();
+                let a = request.access;
+                let key = (request.operation.clone(), a.kind, a.action, request.units);
+                let decision = runs
                     .entry(key)
-                    .or_insert_with(|| d.guard().allows(token, &request))
+                    .or_insert_with(|| d.guard().would_allow(token, &request));
+                match (decision, target) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(decision), Some((_, labels))) => decision.covers(&labels),
+                }
             })
             .collect())
     }

@@ -107,10 +107,10 @@ impl Guard {
         result
     }
 
-    /// Whether `token` would be allowed `request` now; nothing is counted or audited (for a
-    /// client asking which actions to offer).
-    pub fn allows(&self, token: Option<&str>, request: &Request) -> bool {
-        self.authorizer.recheck(token, request, Utc::now()).is_ok()
+    /// The decision `token` would get for `request` now, if allowed; nothing is counted or
+    /// audited (for a client asking which actions to offer).
+    pub fn would_allow(&self, token: Option<&str>, request: &Request) -> Option<Decision> {
+        self.authorizer.recheck(token, request, Utc::now()).ok()
     }
 
     /// Whether `token` still authorizes `request` (a session already admitted); a refusal
