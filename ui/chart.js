@@ -28,6 +28,7 @@ export function lineChart({ points, marks = [], forecast = null, title = '', wid
 <text x="${pad.l}" y="${height - 4}">${time(t0)}</text>
 <text x="${width - pad.r}" y="${height - 4}" text-anchor="end">${time(t1)}</text>
 <path class="line" d="${line}"/>
+${points.length < 3 ? points.map((p) => `<circle cx="${x(p.t).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="2.5" fill="#2563eb"/>`).join('') : ''}
 ${forecast ? `<path class="forecast" d="M${x(forecast.from.t)},${y(forecast.from.v)}L${x(forecast.to.t)},${y(forecast.to.v)}"/>` : ''}
 ${marks.map((m) => `<circle class="anomaly" cx="${x(m.t).toFixed(1)}" cy="${y(m.v).toFixed(1)}" r="3.5"><title>anomaly ${fmt(m.v)} at ${time(m.t)}</title></circle>`).join('')}
 </svg>`;

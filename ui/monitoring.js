@@ -29,9 +29,20 @@ async function charts(el, anomalies) {
   el.innerHTML = out.join(' ') || '<p class="muted">No series stored yet.</p>';
 }
 
+/** A chart per resource forecast to reach capacity: use now, dashed to the crossing. */
+function forecastCharts(c) {
+  const now = Date.now();
+  return c.resources.filter((r) => r.crossesAt).map((r) => lineChart({
+    points: [{ t: now, v: r.used }],
+    forecast: { from: { t: now, v: r.used }, to: { t: Date.parse(r.crossesAt), v: r.capacity } },
+    title: `${r.name}: reaches ${r.capacity} at ${r.crossesAt} (horizon ${(r.horizonSecs / 3600).toFixed(1)} h)`,
+  })).join(' ');
+}
+
 function capacityTable(c) {
   const fmt = (r, v) => (r.name === 'cpu' ? v.toFixed(2) : bytes(v));
   return `<p class="muted">Forecast horizon: ${(c.horizonSecs / 3600).toFixed(1)} h</p>
+<div class="cards">${forecastCharts(c)}</div>
 <table><thead><tr><th>Resource</th><th>Use</th><th class="num">Used</th><th class="num">Capacity</th>
 <th class="num">History points</th><th>Reaches capacity</th></tr></thead><tbody>
 ${c.resources.map((r) => `<tr><td>${esc(r.name)}</td>
