@@ -1,10 +1,12 @@
 //! What the web console offers a token (issue 10): `allowed` answers per unit whether a
-//! scoped token may stop it or read its console, without doing either; the console
+//! scoped token may stop it or read its console, without doing either, and the units page
+//! in Chromium offers just those actions (skipped without Chromium); the console
 //! WebSocket (`/console/UNIT`) attaches only with the console right on that unit; `/ui`
 //! serves the embedded page with its Content-Security-Policy; `auditLog` lists the checks.
 
 mod kit;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kit::{TestDaemon, wait_until};
@@ -67,6 +69,33 @@ fn console_answer(d: &TestDaemon, unit: &str, token: &str) -> Value {
     }
 }
 
+/// Debian's Chromium, when installed (ui_console.rs requires it; this test checks the
+/// API without it and the page with it).
+fn chromium() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/node_modules/playwright-core");
+    (path.exists() && dir.exists()).then_some(path)
+}
+
+/// What the units page offers `token`, per unit: `{"actions": [...], "console": bool}`.
+fn page_offers(d: &TestDaemon, token: &str, chromium: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/offers.mjs");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .arg(format!("http://{}", d.api))
+        .env("HYPERNIX_TOKEN", token)
+        .env("CHROMIUM", chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "offers.mjs: {}{}",
+        kit::text(&out.stdout),
+        kit::text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn a_scoped_token_is_offered_and_attached_only_what_it_may_do() {
     let d = TestDaemon::start();
@@ -89,6 +118,23 @@ fn a_scoped_token_is_offered_and_attached_only_what_it_may_do() {
     // Nothing was done: both units are still as the apply left them.
     for u in d.units() {
         assert_ne!(u["state"], "STOPPING", "{u}");
+    }
+
+    // The units page, in Chromium, offers exactly that (the units failed to start, as
+    // their images do not exist, so Start is the action in question); a scoped token does
+    // not even list the units outside its scope.
+    if let Some(chromium) = chromium() {
+        assert_eq!(
+            page_offers(&d, &alice, &chromium),
+            json!({ "web": { "actions": ["start"], "console": true } })
+        );
+        assert_eq!(
+            page_offers(&d, &root, &chromium),
+            json!({
+                "web": { "actions": ["start"], "console": true },
+                "db": { "actions": ["start"], "console": true },
+            })
+        );
     }
 
     assert_eq!(
