@@ -22,6 +22,8 @@ const pages = {
 
 const $ = (id) => document.getElementById(id);
 let stop = null;
+// Counts page changes: a page whose render finishes after the next change is stopped.
+let generation = 0;
 
 function showLogin(message = '') {
   $('login').hidden = false;
@@ -46,9 +48,13 @@ async function route() {
   const page = $('page');
   page.innerHTML = '<p class="muted">Loading…</p>';
   page.dataset.page = name;
+  const mine = ++generation;
   try {
-    stop = (await render(page, rest.map(decodeURIComponent).join('/'))) || null;
+    const stopIt = (await render(page, rest.map(decodeURIComponent).join('/'))) || null;
+    if (mine === generation) stop = stopIt;
+    else if (stopIt) stopIt();
   } catch (e) {
+    if (mine !== generation) return;
     if (e.codes && e.codes.includes('FORBIDDEN') && /missing|malformed|unknown key|expired|revoked/i.test(e.message)) {
       setToken('');
       showLogin(e.message);

@@ -33,6 +33,7 @@ export async function render(el) {
 <h2>Snapshots</h2><div id="snaps">${error ? `<p class="muted">${esc(error)}</p>` : table(snaps)}</div>`;
   const running = new Map();
   const draw = () => {
+    if (!el.querySelector('#running')) return;
     el.querySelector('#running').innerHTML = running.size ? [...running.values()].map((p) =>
       `<p>${esc(p.source)} · ${esc(p.unit)}/${esc(p.disk)}: ${bytes(p.done)} of ${bytes(p.total)}
 <div class="bar"><span style="width:${p.total ? (100 * p.done / p.total).toFixed(1) : 0}%"></span></div></p>`).join('')
@@ -47,7 +48,8 @@ export async function render(el) {
       for (const k of [...running.keys()]) if (k.startsWith(`${c.source}/`)) running.delete(k);
       draw();
       snaps = (await gql(SNAPSHOTS)).backupSnapshots;
-      el.querySelector('#snaps').innerHTML = table(snaps);
+      const box = el.querySelector('#snaps');
+      if (box) box.innerHTML = table(snaps);
     }),
   ];
   return () => stops.forEach((s) => s());

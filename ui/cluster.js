@@ -56,7 +56,10 @@ export async function render(el) {
     return null;
   }
   draw(el, s);
-  const refresh = async () => { draw(el, (await gql(STATUS)).meshStatus); };
+  const refresh = async () => {
+    const next = (await gql(STATUS)).meshStatus;
+    if (el.dataset.page === 'cluster') draw(el, next);
+  };
   const stops = ['meshTopologyChanged', 'consensusStateChanged', 'nodeStatusChanged']
     .map((f) => subscribe(`subscription { ${f} { id } }`, {}, refresh));
   return () => stops.forEach((s) => s());

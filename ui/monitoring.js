@@ -78,7 +78,9 @@ export async function render(el) {
 ${c ? capacityTable(c.capacity) : '<p class="muted">Not allowed or not available.</p>'}
 <h2>Alerts and their likely causes</h2><div id="alerts"></div>
 <h2>Anomalies <span class="muted">(live)</span></h2><ul id="anomalies" class="log"><li class="muted">waiting…</li></ul>`;
-  el.querySelector('#alerts').innerHTML = await alertsList(a?.alerts || []);
+  const alerts = await alertsList(a?.alerts || []);
+  if (el.dataset.page !== 'monitoring') return null; // Left meanwhile.
+  el.querySelector('#alerts').innerHTML = alerts;
   await charts(el.querySelector('#charts'), anomalies);
   const list = el.querySelector('#anomalies');
   let first = true;

@@ -92,6 +92,7 @@ ${d.storageTiers.map((t) => `<span style="background:${TIER_COLOURS[Math.min(t.l
     const h = await gql(`query($v: String!) { heatMap(volume: $v) { granularity
       extents { extent level heat } } }`, { v: vol.name });
     const canvas = el.querySelector('#heatmap');
+    if (!canvas) return; // The page was left meanwhile.
     const r = drawHeatMap(canvas, h.heatMap, vol.size);
     canvas.dataset.drawn = String(r.cells);
     canvas.dataset.allocated = String(r.allocated);
@@ -103,15 +104,22 @@ ${d.storageTiers.map((t) => `<span style="background:${TIER_COLOURS[Math.min(t.l
   let pending = null;
   const moves = el.querySelector('#moves');
   let first = true;
-  return subscribe('subscription { dataMovement { time volume extent from to bytes } }', {}, ({ dataMovement: m }) => {
+  const stop = subscribe('subscription { dataMovement { time volume extent from to bytes } }', {}, ({ dataMovement: m }) => {
     if (first) { moves.innerHTML = ''; first = false; }
     moves.insertAdjacentHTML('afterbegin', `<li>${esc(m.time)} ${esc(m.volume)} extent ${m.extent}:
 ${esc(m.from)} → ${esc(m.to)} (${bytes(m.bytes)})</li>`);
     clearTimeout(pending);
     pending = setTimeout(async () => {
       const t = await gql('{ storageTiers { name level durable capacity used extents hitRatio movedIn movedOut } }');
+      if (stopped) return;
       el.querySelector('#tiers').innerHTML = tiersTable(t.storageTiers);
       await refresh();
     }, 1000);
   });
+  let stopped = false;
+  return () => {
+    stopped = true;
+    clearTimeout(pending);
+    stop();
+  };
 }

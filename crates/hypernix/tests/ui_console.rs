@@ -3,8 +3,8 @@
 //! units (`examples/quickstart.nix`) with storage tiers and a disk for `beta`. The units
 //! page lists both, a stop click stops `alpha` and the page shows it live, the console page
 //! shows `beta`'s readiness line and takes keys, the storage page draws the heat map of the
-//! disk those keys wrote, the other pages render, and nothing is fetched from another
-//! origin. Screenshots go to `$CARGO_TARGET_TMPDIR/ui-artifacts/`.
+//! disk those keys wrote and lists a placement round's moves live, the other pages render,
+//! and nothing is fetched from another origin. Screenshots go to `$CARGO_TARGET_TMPDIR/ui-artifacts/`.
 
 mod kit;
 
@@ -37,7 +37,8 @@ fn script_dir() -> PathBuf {
     dir
 }
 
-/// Storage tiers inside the state directory, and a 32 MiB disk for unit `beta`.
+/// Storage tiers inside the state directory (extents move only when asked), and a 32 MiB
+/// disk for unit `beta`.
 fn storage(d: &TestDaemon) -> PathBuf {
     let state = d.state().display();
     d.config(
@@ -48,6 +49,7 @@ fn storage(d: &TestDaemon) -> PathBuf {
     fast = {{ level = 0; providers = [ {{ type = "nvme-local"; capacity = "64Mi"; location = "{state}/tiers/fast"; }} ]; }};
     slow = {{ level = 1; providers = [ {{ type = "hdd-array"; capacity = "256Mi"; location = "{state}/tiers/slow"; }} ]; }};
   }};
+  hypervisor.storage.fabric.movement.engine = "triggered";
   hypervisor.compute.units.beta.storage = [ {{ name = "data"; capability = "block"; size = "32Mi"; }} ];
 }}"#
         ),
@@ -128,6 +130,17 @@ fn console_in_chromium_lists_stops_attaches_and_draws_the_heat_map() {
     assert!(heat["width"].as_u64().unwrap() > 0, "{heat}");
     assert!(heat["allocated"].as_u64().unwrap() > 0, "{heat}");
     assert!(heat["colours"].as_u64().unwrap() >= 3, "{heat}");
+
+    // The extents written are promoted by the placement round, and the page lists each
+    // move as it happens.
+    let moves = step(&steps, "moves");
+    let moved = moves["moved"].as_array().unwrap();
+    assert!(!moved.is_empty(), "{moves}");
+    assert_eq!(
+        moves["shown"].as_array().unwrap().len(),
+        moved.len(),
+        "{moves}"
+    );
 
     for s in steps.iter().filter(|s| s["step"] == "page") {
         assert!(s["error"].is_null(), "{s}");

@@ -76,10 +76,12 @@ try {
     (m) => (document.querySelector('#page').dataset.transcript || '').includes(m), marker, 60_000);
   await waitFor(page, 'the terminal to show the readiness line',
     (m) => document.querySelector('#terminal').innerText.includes(m), marker, 10_000);
-  // Keys typed into the terminal reach the guest: write 4 MiB to its disk (for the heat
-  // map), then print a line the guest's output must carry back.
+  // Keys typed into the terminal reach the guest: write 4 MiB to its disk and read one
+  // 64 KiB block of extent 1 200 times past the page cache (for the heat map and a
+  // promotion), then print a line the guest's output must carry back.
   await page.click('#terminal');
-  await page.keyboard.type('head -c 4194304 /dev/urandom > /tmp/p; dd if=/tmp/p of=/dev/vda bs=1M conv=fsync 2>/dev/null; sync; echo W""ROTE\n');
+  await page.keyboard.type('head -c 4194304 /dev/urandom > /tmp/p; dd if=/tmp/p of=/dev/vda bs=1M conv=fsync 2>/dev/null; sync; '
+    + 'for i in $(seq 200); do echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=64k skip=16 count=1 2>/dev/null; done; echo W""ROTE\n');
   await waitFor(page, 'the guest to answer typed keys',
     () => (document.querySelector('#page').dataset.transcript || '').includes('WROTE'), null, 60_000);
   step('console', { unit: consoleUnit, marker, typed: true });
@@ -95,6 +97,21 @@ try {
     return { width: c.width, height: c.height, colours: colours.size, allocated: Number(c.dataset.allocated) };
   });
   step('heatmap', heat);
+
+  // A placement round (asked through the API, as an operator would) shows its moves on
+  // the open page, live.
+  const r = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: 'mutation { rebalanceStorage { volume extent from to } }' }),
+  });
+  const moved = (await r.json()).data.rebalanceStorage;
+  if (moved.length) {
+    await waitFor(page, 'the moves on the storage page',
+      (n) => document.querySelectorAll('#moves li:not(.muted)').length >= n, moved.length, 20_000);
+  }
+  const shown = await page.$$eval('#moves li:not(.muted)', (li) => li.map((l) => l.textContent));
+  step('moves', { moved, shown });
   await page.screenshot({ path: join(artifacts, '06-storage.png'), fullPage: true });
 
   // The other pages render without an error.
