@@ -69,35 +69,60 @@ async function control(name, action, button) {
 /** The units page. */
 export async function render(el) {
   const t0 = performance.now();
-  const { computeUnits: list } = await gql(UNITS);
-  const names = list.map((u) => u.name);
-  const [may, node] = await Promise.all([permissions(names), nodes()]);
-  const byName = new Map(list.map((u) => [u.name, u]));
-  el.innerHTML = `<h1>Compute units <span class="muted">(${list.length})</span></h1>
+  let byName = new Map();
+  let may = {};
+  let node = {};
+  let tbody = null;
+  // (Re)reads every unit and what the token may do with each, and redraws the table.
+  const load = async () => {
+    const { computeUnits: list } = await gql(UNITS);
+    [may, node] = await Promise.all([permissions(list.map((u) => u.name)), nodes()]);
+    byName = new Map(list.map((u) => [u.name, u]));
+    if (el.dataset.page !== 'units') return list;
+    el.innerHTML = `<h1>Compute units <span class="muted">(${list.length})</span></h1>
 <table id="units"><thead><tr><th>Name</th><th>State</th><th class="num">vCPUs</th>
 <th class="num">Memory</th><th>Tags</th><th>Labels</th><th>Node</th><th>Actions</th></tr></thead>
 <tbody>${list.map((u) => row(u, may, node)).join('')}</tbody></table>`;
-  const tbody = el.querySelector('tbody');
-  tbody.addEventListener('click', (ev) => {
-    const b = ev.target.closest('button[data-action]');
-    if (!b) return;
-    const name = b.closest('tr').dataset.unit;
-    control(name, b.dataset.action.toUpperCase(), b);
-  });
+    tbody = el.querySelector('tbody');
+    tbody.addEventListener('click', (ev) => {
+      const b = ev.target.closest('button[data-action]');
+      if (!b) return;
+      const name = b.closest('tr').dataset.unit;
+      control(name, b.dataset.action.toUpperCase(), b);
+    });
+    return list;
+  };
+  const list = await load();
   // For the page-load benchmark: milliseconds from navigation start to the table in the
   // DOM, and to the first frame after it (painted).
   el.dataset.renderMs = (performance.now() - t0).toFixed(1);
   el.dataset.units = String(list.length);
   el.dataset.inDomAt = performance.now().toFixed(1);
   requestAnimationFrame(() => setTimeout(() => { el.dataset.paintedAt = performance.now().toFixed(1); }));
-  return subscribe(STATES, {}, ({ computeUnitStateChanged: c }) => {
-    const u = byName.get(c.unit);
-    const tr = [...tbody.rows].find((r) => r.dataset.unit === c.unit);
-    if (!u || !tr) return;
-    u.state = c.state;
-    u.ready = u.ready && c.state === 'RUNNING';
-    tr.outerHTML = row(u, may, node);
-  });
+
+  // Units created or removed by an apply: read the list again (once per burst).
+  let reload = null;
+  const later = () => {
+    clearTimeout(reload);
+    reload = setTimeout(() => { load().catch(() => {}); }, 500);
+  };
+  const stops = [
+    subscribe(STATES, {}, ({ computeUnitStateChanged: c }) => {
+      const u = byName.get(c.unit);
+      const tr = tbody && [...tbody.rows].find((r) => r.dataset.unit === c.unit);
+      if (!u || !tr) return;
+      u.state = c.state;
+      u.ready = u.ready && c.state === 'RUNNING';
+      tr.outerHTML = row(u, may, node);
+    }),
+    subscribe('subscription { computeUnitUpdated { payload } }', {}, ({ computeUnitUpdated: e }) => {
+      if (['create', 'destroy'].includes(e.payload?.action)) later();
+    }),
+  ];
+  return () => {
+    clearTimeout(reload);
+    stops.forEach((s) => s());
+  };
 }
 
 /** One unit's page: its state, actions and resolved configuration with provenance. */

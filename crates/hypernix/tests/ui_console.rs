@@ -1,7 +1,8 @@
 //! The web console (issue 10) in a real browser: Debian's headless Chromium, driven by
 //! playwright-core (`tests/ui/console.mjs`), against a daemon running the quickstart's two
 //! units (`examples/quickstart.nix`) with storage tiers and a disk for `beta`. The units
-//! page lists both, a stop click stops `alpha` and the page shows it live, the console page
+//! page lists both, a stop click stops `alpha` and the page shows it live, a unit created
+//! meanwhile appears on it, the console page
 //! shows `beta`'s readiness line and takes keys, the storage page draws the heat map of the
 //! disk those keys wrote and lists a placement round's moves live, the other pages render,
 //! and nothing is fetched from another origin. Screenshots go to `$CARGO_TARGET_TMPDIR/ui-artifacts/`.
@@ -121,7 +122,8 @@ fn console_in_chromium_lists_stops_attaches_and_draws_the_heat_map() {
     let stopped = step(&steps, "stopped");
     assert_eq!(stopped["state"], "STOPPED", "{stopped}");
     assert_eq!(stopped["startOffered"], 1, "{stopped}");
-    assert_eq!(d.unit("alpha")["state"], "STOPPED");
+    assert_eq!(stopped["server"], "STOPPED", "{stopped}");
+    step(&steps, "created");
 
     assert!(step(&steps, "unit")["fields"].as_u64().unwrap() > 5);
     assert_eq!(step(&steps, "console")["typed"], true);

@@ -14,6 +14,18 @@ mkdirSync(artifacts, { recursive: true });
 
 const step = (name, extra = {}) => console.log(JSON.stringify({ step: name, ...extra }));
 
+// A GraphQL request with the token, as another client of the daemon; its data.
+async function api(query, variables = {}) {
+  const r = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await r.json();
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
 // Polls fn(arg) in the page until it is truthy (page.waitForFunction evaluates strings,
 // which the console's Content-Security-Policy forbids).
 async function waitFor(page, what, fn, arg, timeout) {
@@ -60,8 +72,17 @@ try {
   await page.waitForSelector(`${row} [data-state="STOPPED"]`, { timeout: 60_000 });
   const after = await page.$eval(`${row} [data-state]`, (td) => td.dataset.state);
   const startOffered = await page.$$eval(`${row} button[data-action="start"]`, (b) => b.length);
-  step('stopped', { unit: stopUnit, state: after, startOffered });
+  const server = (await api('query($n: String!) { computeUnit(name: $n) { state } }', { n: stopUnit })).computeUnit.state;
+  step('stopped', { unit: stopUnit, state: after, startOffered, server });
   await page.screenshot({ path: join(artifacts, '03-stopped.png'), fullPage: true });
+
+  // A unit created through the API meanwhile appears on the open page (an aarch64 guest,
+  // which this host refuses at once: nothing boots). The apply behind it sets every unit's
+  // power to running again, so the stopped unit starts again too.
+  await api('mutation($s: JSON!) { createComputeUnit(name: "gamma", settings: $s) { units { unit } } }',
+    { s: { resources: { compute: { architecture: 'aarch64' } } } });
+  await page.waitForSelector('#units tr[data-unit="gamma"]', { timeout: 20_000 });
+  step('created', { unit: 'gamma' });
 
   // The unit page: its resolved configuration with provenance.
   await page.goto(`${base}/ui/#/unit/${encodeURIComponent(consoleUnit)}`);
@@ -100,12 +121,7 @@ try {
 
   // A placement round (asked through the API, as an operator would) shows its moves on
   // the open page, live.
-  const r = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query: 'mutation { rebalanceStorage { volume extent from to } }' }),
-  });
-  const moved = (await r.json()).data.rebalanceStorage;
+  const moved = (await api('mutation { rebalanceStorage { volume extent from to } }')).rebalanceStorage;
   if (moved.length) {
     await waitFor(page, 'the moves on the storage page',
       (n) => document.querySelectorAll('#moves li:not(.muted)').length >= n, moved.length, 20_000);
