@@ -1,8 +1,9 @@
 //! The HTTP side: `POST /graphql` for queries and mutations, `GET /graphql` upgraded to a
 //! WebSocket for subscriptions (graphql-transport-ws, and the legacy graphql-ws), and
 //! GraphiQL at `/` when enabled, the web console at `/ui` and a unit's serial console at
-//! `/console/UNIT` (see [`crate::ui`], [`crate::terminal`]), and `GET /metrics` in the Prometheus text format (with a
-//! token allowing `monitor.metrics`, as `Authorization: Bearer TOKEN`).
+//! `/console/UNIT` (see [`crate::ui`], [`crate::terminal`]), and `GET /metrics` in the
+//! Prometheus text format (with a token allowing `monitor.metrics`, as
+//! `Authorization: Bearer TOKEN`).
 
 use std::sync::Arc;
 
