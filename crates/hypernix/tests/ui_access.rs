@@ -3,6 +3,7 @@
 //! in Chromium offers just those actions (skipped without Chromium); the console
 //! WebSocket (`/console/UNIT`) attaches only with the console right on that unit; `/ui`
 //! serves the embedded page with its Content-Security-Policy; `auditLog` lists the checks.
+//! The cluster page draws a one-node cluster and its leader.
 
 mod kit;
 
@@ -196,4 +197,65 @@ fn a_scoped_token_is_offered_and_attached_only_what_it_may_do() {
         !log.iter().any(|r| r["operation"] == "unit.stop"),
         "a check was audited as a stop: {log:?}"
     );
+}
+
+/// A loopback port free for TCP and UDP, with the next port free for TCP (joins).
+fn mesh_port() -> u16 {
+    loop {
+        let p = kit::free_port();
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// The cluster page of a one-node cluster, in Chromium: the node in the graph, ringed as
+/// the leader, and in the table with its role.
+#[test]
+fn the_cluster_page_draws_the_nodes_and_the_leader() {
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: no Chromium or playwright-core");
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let node = files.path().join("node1.nix");
+    std::fs::write(
+        &node,
+        r#"{ hypervisor.mesh = { enable = true; clusterName = "console"; node.id = "1";
+             node.roles = [ "worker" ]; }; }"#,
+    )
+    .unwrap();
+    let mesh = format!("127.0.0.1:{}", mesh_port());
+    let d = TestDaemon::start_with(&["--node", node.to_str().unwrap(), "--mesh-listen", &mesh]);
+    wait_until(Duration::from_secs(30), "a leader", || {
+        let s = d.json(&["mesh", "status", "--json"]);
+        s["leader"].as_u64().map(|_| ())
+    });
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-artifacts");
+    let out = std::process::Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/cluster.mjs"))
+        .arg(format!("http://{}", d.api))
+        .arg(&artifacts)
+        .env("HYPERNIX_TOKEN", d.token())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "cluster.mjs: {}{}",
+        kit::text(&out.stdout),
+        kit::text(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["heading"], "Cluster console", "{seen}");
+    assert!(
+        seen["summary"].as_str().unwrap().contains("leader 1"),
+        "{seen}"
+    );
+    assert_eq!(seen["graphNodes"], 1, "{seen}");
+    assert_eq!(seen["leaderRings"], 1, "{seen}");
+    let row = &seen["rows"][0];
+    assert!(row[0].as_str().unwrap().contains("(leader)"), "{seen}");
+    assert_eq!(row[1], "worker", "{seen}");
 }
