@@ -4,8 +4,9 @@
 //! page lists both, a stop click stops `alpha` and the page shows it live, a unit created
 //! meanwhile appears on it, the console page
 //! shows `beta`'s readiness line and takes keys, the storage page draws the heat map of the
-//! disk those keys wrote and lists a placement round's moves live, the other pages render,
-//! and nothing is fetched from another origin. Screenshots go to `$CARGO_TARGET_TMPDIR/ui-artifacts/`.
+//! disk those keys wrote and lists a placement round's moves live, the backups page lists
+//! the snapshot of that disk, the other pages render, and nothing is fetched from another
+//! origin. Screenshots go to `$CARGO_TARGET_TMPDIR/ui-artifacts/`.
 
 mod kit;
 
@@ -38,8 +39,8 @@ fn script_dir() -> PathBuf {
     dir
 }
 
-/// Storage tiers inside the state directory (extents move only when asked), and a 32 MiB
-/// disk for unit `beta`.
+/// Storage tiers inside the state directory (extents move only when asked), a 32 MiB disk
+/// for unit `beta`, and a backup source for it (its first run follows the apply).
 fn storage(d: &TestDaemon) -> PathBuf {
     let state = d.state().display();
     d.config(
@@ -52,6 +53,8 @@ fn storage(d: &TestDaemon) -> PathBuf {
   }};
   hypervisor.storage.fabric.movement.engine = "triggered";
   hypervisor.compute.units.beta.storage = [ {{ name = "data"; capability = "block"; size = "32Mi"; }} ];
+  hypervisor.backup.repositories.default = {{ location = "{state}/repo"; encryption.enabled = false; }};
+  hypervisor.backup.sources.vms = {{ selection.ids = [ "beta" ]; schedule = {{ interval = "24h"; }}; }};
 }}"#
         ),
     )
@@ -143,6 +146,9 @@ fn console_in_chromium_lists_stops_attaches_and_draws_the_heat_map() {
         moved.len(),
         "{moves}"
     );
+
+    let backups = step(&steps, "backups");
+    assert!(backups["snapshots"].as_u64().unwrap() >= 1, "{backups}");
 
     for s in steps.iter().filter(|s| s["step"] == "page") {
         assert!(s["error"].is_null(), "{s}");

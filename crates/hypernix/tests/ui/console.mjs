@@ -130,6 +130,13 @@ try {
   step('moves', { moved, shown });
   await page.screenshot({ path: join(artifacts, '06-storage.png'), fullPage: true });
 
+  // The backups page lists the snapshot of beta's disk (the source's first run follows
+  // the apply; the page adds it live if it completes while open).
+  await page.goto(`${base}/ui/#/backups`);
+  await page.waitForSelector('#snaps tbody tr', { timeout: 90_000 });
+  const snapshots = await page.$$eval('#snaps tbody tr', (rows) => rows.length);
+  step('backups', { snapshots });
+
   // The other pages render without an error.
   for (const p of ['backups', 'cluster', 'monitoring', 'audit']) {
     await page.goto(`${base}/ui/#/${p}`);
