@@ -12,6 +12,8 @@
 //!    viewers watch while `hypernix console` stays attached.
 //! 4. Each later frame from the client is keyboard input, written to the unit's console
 //!    socket (connected on the first key; `{"error": ...}` when another client holds it).
+//!    What QEMU writes back on that socket is read and dropped (it is in the log too), so
+//!    the guest's console never stalls on a full socket.
 //! 5. Every second the token is checked again (expiry, revocation); the socket closes with
 //!    `{"error": ...}` when it no longer allows the console.
 
@@ -110,6 +112,11 @@ async fn serve(daemon: &Daemon, unit: &str, socket: &mut WebSocket) -> Result<()
                     .recheck(Some(&token), &request)
                     .map_err(|d| format!("console closed: {}", d.reason))?;
             }
+            drained = drain(&mut input) => {
+                if !matches!(drained, Ok(n) if n > 0) {
+                    input = None;
+                }
+            }
             msg = socket.recv() => {
                 let keys = match msg {
                     Some(Ok(Message::Text(t))) => t.as_str().as_bytes().to_vec(),
@@ -133,6 +140,19 @@ async fn serve(daemon: &Daemon, unit: &str, socket: &mut WebSocket) -> Result<()
                 }
             }
         }
+    }
+}
+
+/// Reads and drops what QEMU sends the console socket's client (the same bytes reach the
+/// viewer through the log): unread, they would fill the socket and stall the guest's
+/// console. Pending forever while not connected.
+async fn drain(input: &mut Option<UnixStream>) -> std::io::Result<usize> {
+    match input {
+        Some(stream) => {
+            let mut buf = [0u8; 4096];
+            stream.read(&mut buf).await
+        }
+        None => std::future::pending().await,
     }
 }
 

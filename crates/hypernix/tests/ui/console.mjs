@@ -99,10 +99,11 @@ try {
     (m) => document.querySelector('#terminal').innerText.includes(m), marker, 10_000);
   // Keys typed into the terminal reach the guest: write 4 MiB to its disk and read one
   // 64 KiB block of extent 1 200 times past the page cache (for the heat map and a
-  // promotion), then print a line the guest's output must carry back.
+  // promotion), print 400 KB (more than a socket buffer holds: the console must not stall while
+  // the page holds the console socket), then a line the guest's output must carry back.
   await page.click('#terminal');
   await page.keyboard.type('head -c 4194304 /dev/urandom > /tmp/p; dd if=/tmp/p of=/dev/vda bs=1M conv=fsync 2>/dev/null; sync; '
-    + 'for i in $(seq 200); do echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=64k skip=16 count=1 2>/dev/null; done; echo W""ROTE\n');
+    + 'for i in $(seq 200); do echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=64k skip=16 count=1 2>/dev/null; done; seq 1 70000; echo W""ROTE\n');
   await waitFor(page, 'the guest to answer typed keys',
     () => (document.querySelector('#page').dataset.transcript || '').includes('WROTE'), null, 60_000);
   step('console', { unit: consoleUnit, marker, typed: true });
