@@ -9,10 +9,12 @@ SUDO=""
 # debootstrap, extlinux, syslinux-common and fdisk build the Debian guest (scripts/debian-image.sh);
 # genisoimage and cloud-init check the composed cloud-init seeds; prometheus (for promtool)
 # and python3-prometheus-client check the /metrics exposition; iproute2 (ip netns) and nftables
-# build and cut the network of the mesh partition test (crates/hypernix-mesh/tests/it/netns).
+# build and cut the network of the mesh partition test (crates/hypernix-mesh/tests/it/netns);
+# chromium is the headless browser the web console's end-to-end test drives through
+# playwright-core (crates/hypernix/tests/ui_console.rs).
 WANT=(nix-bin qemu-system-x86 busybox-static linux-image-amd64 libnbd-bin nats-server
       genisoimage cloud-init debootstrap extlinux syslinux-common fdisk
-      prometheus python3-prometheus-client iproute2 nftables)
+      prometheus python3-prometheus-client iproute2 nftables chromium)
 missing=()
 for pkg in "${WANT[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -138,6 +138,9 @@ fn rule_for(ty: OperationType, field: &str) -> Option<Rule> {
             rule("unit.watch", "compute", "read", Unit("name"))
         }
         (Query, "meshStatus") => rule("mesh.status", "cluster", "read", none),
+        (Query, "allowed") => rule("auth.allowed", "any", "read", none),
+        (Query, "unitConfig") => rule("unit.config", "compute", "read", Unit("name")),
+        (Query, "auditLog") => rule("audit.list", "cluster", "read", none),
         (Mutation, "meshJoinToken") => rule("mesh.token", "cluster", "join", none),
         (Mutation, "meshLeave") => rule("mesh.leave", "cluster", "configure", none),
         (Subscription, "migrationProgress") => rule("unit.watch", "compute", "read", none),
@@ -326,16 +329,37 @@ fn arg(args: &[Arg], name: &str, variables: &Variables) -> Option<serde_json::Va
 
 /// The capability request of a root field.
 fn request(daemon: &Daemon, rule: &Rule, args: &[Arg], variables: &Variables) -> Request {
+    request_with(daemon, rule, |name| arg(args, name, variables))
+}
+
+/// The capability request of root field `field` of an operation of type `ty` called with
+/// `args`, as the guard would make it; `None` for a field without a rule.
+pub(crate) fn request_for(
+    daemon: &Daemon,
+    ty: OperationType,
+    field: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Request> {
+    let rule = rule_for(ty, field)?;
+    Some(request_with(daemon, &rule, |name| args.get(name).cloned()))
+}
+
+/// The capability request of `rule`, its arguments read through `arg`.
+fn request_with(
+    daemon: &Daemon,
+    rule: &Rule,
+    arg: impl Fn(&str) -> Option<serde_json::Value>,
+) -> Request {
     let mut operation = rule.operation.to_string();
     if rule.operation == "unit.control"
-        && let Some(serde_json::Value::String(action)) = arg(args, "action", variables)
+        && let Some(serde_json::Value::String(action)) = arg("action")
     {
         operation = format!("unit.{}", action.to_ascii_lowercase());
     }
     let r = Request::new(operation, rule.access);
     match rule.target {
         Target::None => r,
-        Target::Unit(name) => match arg(args, name, variables) {
+        Target::Unit(name) => match arg(name) {
             Some(serde_json::Value::String(unit)) => {
                 // The unit's resolved labels, from the daemon's memory (no store read).
                 let labels = daemon.unit(&unit).map(|u| u.labels).unwrap_or_default();
@@ -344,10 +368,8 @@ fn request(daemon: &Daemon, rule: &Rule, args: &[Arg], variables: &Variables) ->
             _ => r,
         },
         Target::NewUnit => {
-            let unit = arg(args, "name", variables);
-            let labels = arg(args, "settings", variables)
-                .map(|s| labels_of(&s))
-                .unwrap_or_default();
+            let unit = arg("name");
+            let labels = arg("settings").map(|s| labels_of(&s)).unwrap_or_default();
             let name = unit.as_ref().and_then(|u| u.as_str()).unwrap_or("?");
             r.on(format!("unit/{name}"), labels).units(1)
         }

@@ -11,6 +11,8 @@ use hypernix_daemon::Daemon;
 use hypernix_daemon::error::DaemonError;
 use serde_json::{Map, Value};
 
+use crate::allowed::AllowedQuery;
+use crate::audit::AuditQuery;
 use crate::backup::{BackupMutation, BackupQuery, BackupSubscription};
 use crate::caps::CapsMutation;
 use crate::mesh::{MeshMutation, MeshQuery, MeshSubscription};
@@ -155,6 +157,8 @@ pub struct Query(
     BackupQuery,
     MonitorQuery,
     MeshQuery,
+    AllowedQuery,
+    AuditQuery,
 );
 
 /// Changes.

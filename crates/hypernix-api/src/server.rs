@@ -1,7 +1,9 @@
 //! The HTTP side: `POST /graphql` for queries and mutations, `GET /graphql` upgraded to a
 //! WebSocket for subscriptions (graphql-transport-ws, and the legacy graphql-ws), and
-//! GraphiQL at `/` when enabled, and `GET /metrics` in the Prometheus text format (with a
-//! token allowing `monitor.metrics`, as `Authorization: Bearer TOKEN`).
+//! GraphiQL at `/` when enabled, the web console at `/ui` and a unit's serial console at
+//! `/console/UNIT` (see [`crate::ui`], [`crate::terminal`]), and `GET /metrics` in the
+//! Prometheus text format (with a token allowing `monitor.metrics`, as
+//! `Authorization: Bearer TOKEN`).
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub fn router(daemon: Arc<Daemon>, limits: Limits, graphiql: bool) -> Router {
     let schema = schema::build(Some(daemon.clone()), limits);
     let mut r = Router::new()
         .route("/graphql", get(subscribe).post(query))
+        .merge(crate::ui::routes())
+        .merge(crate::terminal::routes(daemon.clone()))
         .route(
             "/metrics",
             get(move |headers: HeaderMap| metrics(daemon.clone(), headers)),

@@ -108,6 +108,12 @@ impl Guard {
         result
     }
 
+    /// The decision `token` would get for `request` now, if allowed; nothing is counted or
+    /// audited (for a client asking which actions to offer).
+    pub fn would_allow(&self, token: Option<&str>, request: &Request) -> Option<Decision> {
+        self.authorizer.recheck(token, request, Utc::now()).ok()
+    }
+
     /// Whether `token` still authorizes `request` (a session already admitted); a refusal
     /// is audited, a pass is not.
     pub fn recheck(&self, token: Option<&str>, request: &Request) -> Result<(), Denied> {
