@@ -1,6 +1,6 @@
 //! What the web console offers a token (issue 10): `allowed` answers per unit whether a
 //! scoped token may stop it or read its console, without doing either, and the units page
-//! in Chromium offers just those actions (skipped without Chromium); the console
+//! in Chromium offers just those actions; the console
 //! WebSocket (`/console/UNIT`) attaches only with the console right on that unit; `/ui`
 //! serves the embedded page with its Content-Security-Policy; `auditLog` lists the checks.
 //! The cluster page draws a one-node cluster and its leader.
@@ -70,12 +70,17 @@ fn console_answer(d: &TestDaemon, unit: &str, token: &str) -> Value {
     }
 }
 
-/// Debian's Chromium, when installed (ui_console.rs requires it; this test checks the
-/// API without it and the page with it).
-fn chromium() -> Option<PathBuf> {
+/// Debian's Chromium with playwright-core; a test fails, naming the fix, without them.
+fn chromium() -> PathBuf {
     let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/node_modules/playwright-core");
-    (path.exists() && dir.exists()).then_some(path)
+    assert!(
+        path.exists() && dir.exists(),
+        "Chromium ({}) and playwright-core ({}) are needed: scripts/test.sh installs both",
+        path.display(),
+        dir.display()
+    );
+    path
 }
 
 /// What the units page offers `token`, per unit: `{"actions": [...], "console": bool}`.
@@ -124,19 +129,18 @@ fn a_scoped_token_is_offered_and_attached_only_what_it_may_do() {
     // The units page, in Chromium, offers exactly that (the units failed to start, as
     // their images do not exist, so Start is the action in question); a scoped token does
     // not even list the units outside its scope.
-    if let Some(chromium) = chromium() {
-        assert_eq!(
-            page_offers(&d, &alice, &chromium),
-            json!({ "web": { "actions": ["start"], "console": true } })
-        );
-        assert_eq!(
-            page_offers(&d, &root, &chromium),
-            json!({
-                "web": { "actions": ["start"], "console": true },
-                "db": { "actions": ["start"], "console": true },
-            })
-        );
-    }
+    let chromium = chromium();
+    assert_eq!(
+        page_offers(&d, &alice, &chromium),
+        json!({ "web": { "actions": ["start"], "console": true } })
+    );
+    assert_eq!(
+        page_offers(&d, &root, &chromium),
+        json!({
+            "web": { "actions": ["start"], "console": true },
+            "db": { "actions": ["start"], "console": true },
+        })
+    );
 
     assert_eq!(
         console_answer(&d, "web", &alice),
@@ -214,10 +218,7 @@ fn mesh_port() -> u16 {
 /// the leader, and in the table with its role.
 #[test]
 fn the_cluster_page_draws_the_nodes_and_the_leader() {
-    let Some(chromium) = chromium() else {
-        eprintln!("skipped: no Chromium or playwright-core");
-        return;
-    };
+    let chromium = chromium();
     let files = tempfile::tempdir().unwrap();
     let node = files.path().join("node1.nix");
     std::fs::write(
