@@ -16,7 +16,7 @@ mod format;
 mod io;
 pub mod qcow2;
 pub mod raw;
-//pub mod vhdx;
+pub mod vhdx;
 pub mod vmdk;
 
 use std::fs::File;
@@ -77,7 +77,7 @@ pub fn open_file(file: File, name: &str, format: Format) -> Result<Box<dyn Reade
         Format::Raw => Box::new(raw::RawReader::new(file, name)?),
         Format::Qcow2 => Box::new(qcow2::read::Qcow2Reader::new(file, name)?),
         Format::Vmdk => Box::new(vmdk::read::VmdkReader::new(file, name)?),
-        Format::Vhdx => todo!(), //(vhdx::read::VhdxReader::new(file, name)?),
+        Format::Vhdx => Box::new(vhdx::read::VhdxReader::new(file, name)?),
     })
 }
 
@@ -94,6 +94,6 @@ pub fn create(
         Format::Raw => Box::new(raw::RawWriter::new(out, size)?),
         Format::Qcow2 => Box::new(qcow2::write::Qcow2Writer::new(out, size, compress, plan)?),
         Format::Vmdk => Box::new(vmdk::write::VmdkWriter::new(out, size)?),
-        Format::Vhdx => todo!(), //(vhdx::write::VhdxWriter::new(out, size)?),
+        Format::Vhdx => Box::new(vhdx::write::VhdxWriter::new(out, size)?),
     })
 }
