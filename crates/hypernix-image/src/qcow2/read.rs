@@ -127,7 +127,7 @@ impl Qcow2Reader {
                 format!("l1_size {l1_size} does not fit a {size}-byte disk (needs {needed})"),
             ));
         }
-        if l1_offset % cluster != 0 || l1_offset.saturating_add(l1_size * 8) > file_len {
+        if !l1_offset.is_multiple_of(cluster) || l1_offset.saturating_add(l1_size * 8) > file_len {
             return Err(bad(
                 40,
                 format!(
@@ -170,7 +170,8 @@ impl Qcow2Reader {
         if table == 0 {
             return Ok(0);
         }
-        if table % self.cluster_size() != 0 || table + self.cluster_size() > self.file_len {
+        if !table.is_multiple_of(self.cluster_size()) || table + self.cluster_size() > self.file_len
+        {
             return Err(self.bad(table, format!("L1 entry {l1_index} points to an L2 table at {table}, unaligned or past the end of the {}-byte file", self.file_len)));
         }
         if self.l2.as_ref().map(|(at, _)| *at) != Some(table) {
@@ -262,7 +263,7 @@ impl Reader for Qcow2Reader {
             } else if host == 0 || (self.version == 3 && entry & ZERO != 0) {
                 piece.fill(0);
             } else {
-                if host % self.cluster_size() != 0 || host >= self.file_len {
+                if !host.is_multiple_of(self.cluster_size()) || host >= self.file_len {
                     return Err(self.bad(host, format!("guest byte {at} maps to host cluster {host}, unaligned or past the end of the {}-byte file", self.file_len)));
                 }
                 // A last cluster the file ends inside reads as zeros past the end, as in qemu.

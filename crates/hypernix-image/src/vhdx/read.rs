@@ -102,7 +102,7 @@ impl VhdxReader {
         let (mut bat_region, mut meta_region) = (None, None);
         for e in rt[16..16 + 32 * count].chunks_exact(32) {
             let region = (le64(e, 16), u64::from(le32(e, 24)));
-            if region.0 % MIB != 0 || region.0.saturating_add(region.1) > file_len {
+            if !region.0.is_multiple_of(MIB) || region.0.saturating_add(region.1) > file_len {
                 return Err(bad(
                     REGION_TABLES[0],
                     format!(
@@ -220,7 +220,7 @@ impl Metadata {
                 format!("logical sector size {sector} is neither 512 nor 4096"),
             ));
         }
-        if size == 0 || size > 64 << 40 || size % sector != 0 {
+        if size == 0 || size > 64 << 40 || !size.is_multiple_of(sector) {
             return Err(bad(
                 at,
                 format!("virtual disk size {size} is zero, past 64 TiB or not a sector multiple"),
