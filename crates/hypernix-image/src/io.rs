@@ -98,7 +98,8 @@ impl Sink {
         }
     }
 
-    /// Sets a file's length to `len` (a trailing hole) and flushes; returns the length.
+    /// Sets a file's length to `len` (a trailing hole), syncs it or flushes the stream;
+    /// returns the length.
     pub(crate) fn finish(mut self, len: u64) -> Result<u64> {
         self.skip_to(len)?;
         let name = self.name.clone();
@@ -106,6 +107,8 @@ impl Sink {
             Output::File { file, .. } => {
                 file.set_len(len.max(self.pos))
                     .map_err(|e| Error::io(&name, "set the length", e))?;
+                // Durable on return, as qemu-img's closing flush makes its outputs.
+                file.sync_data().map_err(|e| Error::io(&name, "sync", e))?;
                 file.seek(SeekFrom::End(0))
                     .map_err(|e| Error::io(&name, "seek", e))?;
             }
