@@ -8,6 +8,8 @@
 //! 4. Past the source's end (a grow) everything is zeros: nothing is written.
 //! 5. The writer writes its metadata; a pipe input is drained to check nothing was cut.
 
+use std::sync::mpsc;
+
 use crate::io::is_zero;
 use crate::qcow2::write::Qcow2Writer;
 use crate::{CHUNK, Error, Extent, Format, Output, Reader, Result, Writer};
@@ -66,7 +68,7 @@ pub fn convert(
     let plan = if stream_qcow2 {
         let mut planner = Qcow2Writer::planning(size, opts.compress);
         pump(reader, &mut planner, size, 0, total, progress)?;
-        Some(planner.plan())
+        Some(planner.plan()?)
     } else {
         None
     };
@@ -87,7 +89,18 @@ pub fn convert(
     })
 }
 
+/// Guest bytes read at once: large reads, then zero detection chunk by chunk.
+const SPAN: usize = 16 * CHUNK;
+
+/// Spans in flight between the reading thread and the writing one.
+const SPANS: usize = 4;
+
+/// One span read: its guest offset, length, whether the reader knows it is zeros, bytes.
+type Span = (u64, usize, bool, Vec<u8>);
+
 /// Feeds the non-zero chunks of the first `size` bytes to `writer`; returns the data bytes.
+/// A thread reads spans ahead while this one checks zeros and writes, so reading and
+/// writing overlap, as qemu-img's parallel requests do.
 fn pump(
     reader: &mut dyn Reader,
     writer: &mut dyn Writer,
@@ -97,26 +110,49 @@ fn pump(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64> {
     let src_size = reader.virtual_size();
-    let mut buf = vec![0u8; CHUNK];
-    let mut data = 0;
-    let mut offset = 0;
-    while offset < size {
-        let len = (size - offset).min(CHUNK as u64) as usize;
-        let chunk = &mut buf[..len];
-        let readable = src_size.saturating_sub(offset).min(len as u64) as usize;
-        let zero = readable == 0 || {
-            let extent = reader.read_at(offset, &mut chunk[..readable])?;
-            chunk[readable..].fill(0);
-            extent == Extent::Zero || is_zero(chunk)
-        };
-        if !zero {
-            writer.write_chunk(offset, chunk)?;
-            data += len as u64;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Span>>(SPANS);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..SPANS {
+            let _ = empty_tx.send(vec![0u8; SPAN]);
         }
-        offset += len as u64;
-        progress(done + offset, total);
-    }
-    Ok(data)
+        scope.spawn(move || {
+            let mut offset = 0;
+            while offset < size {
+                let Ok(mut buf) = empty_rx.recv() else { return };
+                let len = (size - offset).min(SPAN as u64) as usize;
+                let readable = src_size.saturating_sub(offset).min(len as u64) as usize;
+                let zero = if readable == 0 {
+                    Ok(true)
+                } else {
+                    reader
+                        .read_at(offset, &mut buf[..readable])
+                        .map(|e| e == Extent::Zero)
+                };
+                buf[readable..len].fill(0);
+                let failed = zero.is_err();
+                if full_tx.send(zero.map(|z| (offset, len, z, buf))).is_err() || failed {
+                    return;
+                }
+                offset += len as u64;
+            }
+        });
+        let mut data = 0;
+        for span in full_rx.iter() {
+            let (offset, len, zero, buf) = span?;
+            if !zero {
+                for (i, chunk) in buf[..len].chunks(CHUNK).enumerate() {
+                    if !is_zero(chunk) {
+                        writer.write_chunk(offset + (i * CHUNK) as u64, chunk)?;
+                        data += chunk.len() as u64;
+                    }
+                }
+            }
+            progress(done + offset + len as u64, total);
+            let _ = empty_tx.send(buf);
+        }
+        Ok(data)
+    })
 }
 
 /// Refuses a shrink to `size` when the part cut off holds data.

@@ -33,7 +33,13 @@ pub(crate) struct Sink {
     out: Output,
     pos: u64,
     name: String,
+    /// Appends to a file not yet written, gathered into large writes, from `pending_at`.
+    pending: Vec<u8>,
+    pending_at: u64,
 }
+
+/// How many appended bytes a file sink gathers before one `pwrite`.
+const GATHER: usize = 2 << 20;
 
 /// Zeros to write where a stream cannot seek over a gap.
 static ZEROS: [u8; crate::CHUNK] = [0; crate::CHUNK];
@@ -44,7 +50,13 @@ impl Sink {
             Output::File { name, .. } => name.clone(),
             Output::Stream(_) => "-".to_string(),
         };
-        Sink { out, pos: 0, name }
+        Sink {
+            out,
+            pos: 0,
+            name,
+            pending: Vec::new(),
+            pending_at: 0,
+        }
     }
 
     pub(crate) fn seekable(&self) -> bool {
@@ -61,12 +73,37 @@ impl Sink {
 
     /// Appends `data` at the current position.
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
-        let r = match &mut self.out {
-            Output::File { file, .. } => file.write_all_at(data, self.pos),
-            Output::Stream(w) => w.write_all(data),
-        };
-        r.map_err(|e| Error::io(&self.name, format!("write at byte {}", self.pos), e))?;
+        match &mut self.out {
+            Output::File { .. } => {
+                if self.pending_at + self.pending.len() as u64 != self.pos {
+                    self.flush_pending()?;
+                    self.pending_at = self.pos;
+                }
+                self.pending.extend_from_slice(data);
+                if self.pending.len() >= GATHER {
+                    self.flush_pending()?;
+                    self.pending_at = self.pos + data.len() as u64;
+                }
+            }
+            Output::Stream(w) => w
+                .write_all(data)
+                .map_err(|e| Error::io(&self.name, format!("write at byte {}", self.pos), e))?,
+        }
         self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the gathered appends of a file.
+    fn flush_pending(&mut self) -> Result<()> {
+        if let Output::File { file, .. } = &mut self.out
+            && !self.pending.is_empty()
+        {
+            file.write_all_at(&self.pending, self.pending_at)
+                .map_err(|e| {
+                    Error::io(&self.name, format!("write at byte {}", self.pending_at), e)
+                })?;
+            self.pending.clear();
+        }
         Ok(())
     }
 
@@ -88,6 +125,7 @@ impl Sink {
 
     /// Writes `data` at an earlier `offset` of a file (metadata filled in at the end).
     pub(crate) fn write_at(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        self.flush_pending()?;
         match &mut self.out {
             Output::File { file, .. } => file
                 .write_all_at(data, offset)
@@ -102,6 +140,7 @@ impl Sink {
     /// returns the length.
     pub(crate) fn finish(mut self, len: u64) -> Result<u64> {
         self.skip_to(len)?;
+        self.flush_pending()?;
         let name = self.name.clone();
         match &mut self.out {
             Output::File { file, .. } => {

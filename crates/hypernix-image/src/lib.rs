@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod convert;
+mod deflate;
 pub mod error;
 mod format;
 mod io;

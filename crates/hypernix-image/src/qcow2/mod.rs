@@ -16,5 +16,3 @@ const COPIED: u64 = 1 << 63;
 const ZERO: u64 = 1;
 /// The host offset bits of an L1 or uncompressed L2 entry.
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
-/// The deflate window qemu uses for compressed clusters (raw deflate, no zlib header).
-const WINDOW_BITS: u8 = 12;

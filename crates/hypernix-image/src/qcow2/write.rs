@@ -15,9 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
-use super::{COMPRESSED, COPIED, MAGIC, WINDOW_BITS};
+use super::{COMPRESSED, COPIED, MAGIC};
+use crate::deflate::{Deflater, Flavour};
 use crate::io::{Sink, whole_chunk};
 use crate::{CHUNK, Error, Output, Result, Writer};
 
@@ -108,9 +107,7 @@ impl Layout {
 pub struct Qcow2Writer {
     sink: Sink,
     size: u64,
-    compressor: Option<Compress>,
-    /// The cluster being written (compressed or plain).
-    out: Vec<u8>,
+    deflater: Option<Deflater>,
     /// L2 tables by L1 index.
     l2: BTreeMap<u64, Vec<u64>>,
     /// Refcounts of the data clusters by host cluster index.
@@ -153,23 +150,21 @@ impl Qcow2Writer {
         w
     }
 
-    /// What a planning pass found.
-    pub fn plan(&self) -> Plan {
+    /// What the writer has laid out so far (after a planning pass: the plan).
+    pub fn plan(&mut self) -> Result<Plan> {
+        self.flush()?;
         // A compressed cluster's last sector is counted whole.
-        Plan {
+        Ok(Plan {
             data_end: self.data_end.next_multiple_of(512),
             l2_tables: self.l2.len() as u64,
-        }
+        })
     }
 
     fn with_sink(sink: Sink, size: u64, compress: bool) -> Qcow2Writer {
         Qcow2Writer {
             sink,
             size: size.next_multiple_of(512),
-            compressor: compress.then(|| {
-                Compress::new_with_window_bits(Compression::default(), false, WINDOW_BITS)
-            }),
-            out: vec![0u8; CHUNK],
+            deflater: compress.then(|| Deflater::new(Flavour::Qcow2)),
             l2: BTreeMap::new(),
             refs: Vec::new(),
             data_end: CLUSTER,
@@ -189,45 +184,31 @@ impl Qcow2Writer {
         }
     }
 
-    /// Compresses a full cluster into `self.out`; `None` when it does not shrink below a
-    /// cluster (qemu's rule: such a cluster is stored plain).
-    fn compress(&mut self, cluster: &[u8]) -> Option<usize> {
-        let c = self.compressor.as_mut()?;
-        c.reset();
-        match c.compress(cluster, &mut self.out[..CHUNK - 1], FlushCompress::Finish) {
-            Ok(Status::StreamEnd) => Some(c.total_out() as usize),
-            _ => None,
-        }
-    }
-
-    /// Writes `len` bytes of `self.out` at `at` (in planning, only counts them).
-    fn put(&mut self, at: u64, len: usize) -> Result<()> {
+    /// Writes `bytes` at `at` (in planning, only counts them).
+    fn put(&mut self, at: u64, bytes: &[u8]) -> Result<()> {
         if !self.planning {
             self.sink.skip_to(at)?;
-            self.sink.write(&self.out[..len])?;
+            self.sink.write(bytes)?;
         }
         Ok(())
     }
-}
 
-impl Writer for Qcow2Writer {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let mut pad = Vec::new();
-        let cluster = whole_chunk(data, &mut pad);
-        let entry = match self.compress(cluster) {
-            Some(len) => {
+    /// Lays out the cluster at guest `offset`: compressed when given and it fits, else plain.
+    fn place(&mut self, offset: u64, cluster: &[u8], compressed: Option<&[u8]>) -> Result<()> {
+        let entry = match compressed {
+            Some(bytes) => {
                 let at = self.data_end;
-                self.put(at, len)?;
+                let len = bytes.len() as u64;
+                self.put(at, bytes)?;
                 // Sectors beyond the one holding `at`; the last is counted whole.
-                let sectors = (at + len as u64 - 1) / 512 - at / 512;
+                let sectors = (at + len - 1) / 512 - at / 512;
                 self.reference(at, (at / 512 + sectors + 1) * 512);
-                self.data_end = at + len as u64;
+                self.data_end = at + len;
                 COMPRESSED | (sectors << 54) | at
             }
             None => {
                 let at = self.data_end.next_multiple_of(CLUSTER);
-                self.out[..CHUNK].copy_from_slice(cluster);
-                self.put(at, CHUNK)?;
+                self.put(at, cluster)?;
                 self.reference(at, at + CLUSTER);
                 self.data_end = at + CLUSTER;
                 COPIED | at
@@ -242,8 +223,30 @@ impl Writer for Qcow2Writer {
         Ok(())
     }
 
+    /// Compresses and lays out the clusters waiting in the deflater.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(mut d) = self.deflater.take() {
+            let r = d.drain(|offset, plain, compressed| self.place(offset, plain, compressed));
+            self.deflater = Some(d);
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Writer for Qcow2Writer {
+    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut pad = Vec::new();
+        let cluster = whole_chunk(data, &mut pad);
+        match self.deflater.as_mut().map(|d| d.push(offset, cluster)) {
+            Some(true) => self.flush(),
+            Some(false) => Ok(()),
+            None => self.place(offset, cluster, None),
+        }
+    }
+
     fn finish(mut self: Box<Self>) -> Result<u64> {
-        let plan = self.plan();
+        let plan = self.plan()?;
         if let Some(expected) = self.plan
             && expected != plan
         {

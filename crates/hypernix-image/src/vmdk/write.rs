@@ -10,12 +10,11 @@
 //! end-of-stream marker (512 zero bytes)
 //! ```
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
 use super::{
     DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS, FLAG_NL_DETECT, GD_AT_END, Header, MARKER_EOS,
     MARKER_FOOTER, MARKER_GD, MARKER_GT, marker,
 };
+use crate::deflate::{Deflater, Flavour};
 use crate::io::{Sink, whole_chunk};
 use crate::{CHUNK, Error, Output, Result, Writer};
 
@@ -30,8 +29,7 @@ const OVERHEAD: u64 = GRAIN_SECTORS;
 pub struct VmdkWriter {
     sink: Sink,
     header: Header,
-    compress: Compress,
-    out: Vec<u8>,
+    deflater: Option<Deflater>,
     /// The grain table being filled, and its GD index.
     table: Option<(u64, Vec<u32>)>,
     gd: Vec<u32>,
@@ -58,8 +56,7 @@ impl VmdkWriter {
         let mut w = VmdkWriter {
             sink: Sink::new(out),
             header,
-            compress: Compress::new(Compression::default(), true),
-            out: vec![0u8; CHUNK + CHUNK / 8 + 512],
+            deflater: Some(Deflater::new(Flavour::Zlib)),
             table: None,
             gd: vec![0; gd_entries as usize],
         };
@@ -97,44 +94,58 @@ impl VmdkWriter {
     }
 }
 
-impl Writer for VmdkWriter {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+impl VmdkWriter {
+    /// Writes one compressed grain at the current position and enters it in its table.
+    fn place(&mut self, offset: u64, compressed: Option<&[u8]>) -> Result<()> {
+        let bytes = compressed.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: deflate failed on the grain at guest byte {offset}",
+                self.sink.name()
+            ))
+        })?;
         let grain = offset / CHUNK as u64;
         let gd_index = grain / GTES;
         if self.table.as_ref().is_some_and(|(i, _)| *i != gd_index) {
             self.flush_table()?;
         }
-        let mut pad = Vec::new();
-        let data = whole_chunk(data, &mut pad);
-        self.compress.reset();
-        let (head, body) = self.out.split_at_mut(12);
-        match self.compress.compress(data, body, FlushCompress::Finish) {
-            Ok(Status::StreamEnd) => {}
-            _ => {
-                return Err(Error::Usage(format!(
-                    "{}: deflate failed on the grain at guest byte {offset}",
-                    self.sink.name()
-                )));
-            }
-        }
-        let len = self.compress.total_out() as usize;
-        head[..8].copy_from_slice(&(grain * GRAIN_SECTORS).to_le_bytes());
-        head[8..12].copy_from_slice(&(len as u32).to_le_bytes());
         let at = self.sector()?;
         let table = &mut self
             .table
             .get_or_insert_with(|| (gd_index, vec![0; GTES as usize]))
             .1;
         table[(grain % GTES) as usize] = at;
-        let total = 12 + len;
-        let out = std::mem::take(&mut self.out);
-        let r = self.sink.write(&out[..total]);
-        self.out = out;
-        r?;
+        let mut head = [0u8; 12];
+        head[..8].copy_from_slice(&(grain * GRAIN_SECTORS).to_le_bytes());
+        head[8..].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.sink.write(&head)?;
+        self.sink.write(bytes)?;
         self.pad()
     }
 
+    /// Compresses and writes the grains waiting in the deflater.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(mut d) = self.deflater.take() {
+            let r = d.drain(|offset, _, compressed| self.place(offset, compressed));
+            self.deflater = Some(d);
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Writer for VmdkWriter {
+    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut pad = Vec::new();
+        let grain = whole_chunk(data, &mut pad);
+        let full = self
+            .deflater
+            .as_mut()
+            .is_some_and(|d| d.push(offset, grain));
+        if full { self.flush() } else { Ok(()) }
+    }
+
     fn finish(mut self: Box<Self>) -> Result<u64> {
+        self.flush()?;
         self.flush_table()?;
         let gd_bytes: Vec<u8> = self.gd.iter().flat_map(|e| e.to_le_bytes()).collect();
         let gd_sectors = (gd_bytes.len() as u64).div_ceil(512).max(1);
