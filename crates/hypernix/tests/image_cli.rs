@@ -243,6 +243,10 @@ fn resize_and_errors_say_what_to_do() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
+    assert!(
+        !dir.path().join("small.vhdx").exists(),
+        "a refused shrink leaves no output"
+    );
     let o = hypernix(&[
         "image",
         "convert",

@@ -269,6 +269,10 @@ fn run_conversion(
         },
     );
     bar.finish_and_clear();
+    if summary.is_err() && output != "-" {
+        // A half-written image must not pass for a good one.
+        let _ = std::fs::remove_file(output);
+    }
     let summary = summary?;
     report(&summary, output, started.elapsed(), target.out.json)?;
     Ok(ExitCode::SUCCESS)
