@@ -252,8 +252,10 @@ impl Reader for VhdxReader {
             let entry = self.bat.get(index as usize).copied().unwrap_or(0);
             match entry & 7 {
                 PAYLOAD_FULLY_PRESENT => {
-                    let from = (entry & !(MIB - 1)) + within;
-                    if from >= self.file_len {
+                    let base = entry & !(MIB - 1);
+                    // Checked before adding, so a wild entry cannot overflow.
+                    let from = base.min(self.file_len) + within;
+                    if base >= self.file_len || from >= self.file_len {
                         return Err(Error::invalid(
                             &self.name,
                             Format::Vhdx,
