@@ -130,11 +130,21 @@ fn pump(
                         .map(|e| e == Extent::Zero)
                 };
                 buf[readable..len].fill(0);
-                let failed = zero.is_err();
+                let (failed, skip) = (zero.is_err(), matches!(zero, Ok(true)));
                 if full_tx.send(zero.map(|z| (offset, len, z, buf))).is_err() || failed {
                     return;
                 }
                 offset += len as u64;
+                if skip {
+                    // A hole: jump to the next data (chunk-aligned), or to the end past the source.
+                    let next = if offset >= src_size {
+                        size
+                    } else {
+                        reader.next_data(offset)
+                    };
+                    let next = next - next % CHUNK as u64;
+                    offset = next.clamp(offset, size);
+                }
             }
         });
         let mut data = 0;

@@ -46,6 +46,11 @@ pub trait Reader: Send {
     fn virtual_size(&self) -> u64;
     /// Fills `buf` with the guest bytes at `offset` (within the virtual size).
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<Extent>;
+    /// The first offset at or after `offset` that may hold data, so long holes are skipped
+    /// without reading them (default: `offset`, nothing known).
+    fn next_data(&mut self, offset: u64) -> u64 {
+        offset
+    }
     /// Whether reads must come in ascending order without gaps (a pipe).
     fn sequential(&self) -> bool {
         false

@@ -58,6 +58,10 @@ impl Reader for RawReader {
         self.size
     }
 
+    fn next_data(&mut self, offset: u64) -> u64 {
+        self.region(offset).0
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<Extent> {
         let end = offset + buf.len() as u64;
         let (start, _) = self.region(offset);
