@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for a bounded time (default 60 s for the capability token
-# target, 20 s for the others): a crash fails the run. Installs cargo-fuzz when missing;
+# Runs every cargo-fuzz target (nbd_request, nbd_session, caps_token, replay_trace,
+# image_open) for a bounded time (default 60 s for the capability token target, 20 s for
+# the others): a crash fails the run. Installs cargo-fuzz when missing;
 # uses the nightly toolchain when there is one, else stable with RUSTC_BOOTSTRAP (cargo-fuzz
 # needs nightly-only sanitizer flags).
 # Usage: scripts/fuzz.sh [SECONDS_FOR_CAPS [SECONDS_FOR_OTHERS]]

@@ -119,9 +119,13 @@ pub enum Command {
     /// The GraphQL API.
     #[command(subcommand)]
     Api(ApiCommand),
-    /// Build images.
+    /// Build and convert images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Write a stopped unit's disk as raw, qcow2, VMDK or VHDX to a file or stdout.
+    Export(crate::commands::image::ExportArgs),
+    /// Convert an image (a file, or raw on stdin) into a disk file.
+    Import(crate::commands::image::ImportArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -231,6 +235,8 @@ pub enum ImageCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Convert IN to OUT between raw, qcow2, VMDK and VHDX, streaming (`-` is stdin/stdout).
+    Convert(crate::commands::image::ConvertArgs),
 }
 
 #[derive(Debug, Subcommand)]

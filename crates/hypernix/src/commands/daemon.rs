@@ -14,7 +14,7 @@ use hypernix_daemon::mesh::MeshOptions;
 use hypernix_vmm::Accel;
 use serde_json::{Map, Value};
 
-use crate::cli::{AccelArg, DaemonArgs, ImageCommand, OutputArgs, ServeArgs, UnitVerb};
+use crate::cli::{AccelArg, DaemonArgs, OutputArgs, ServeArgs, UnitVerb};
 use crate::output::{self, table};
 
 fn accel(a: Option<AccelArg>) -> Option<Accel> {
@@ -446,8 +446,7 @@ pub fn down(client: &Client, keep_units: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `hypernix image test-guest`.
-pub fn image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
-    let ImageCommand::TestGuest { dir, out } = cmd;
+pub fn image(dir: Option<PathBuf>, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| {
         Layout::new(Layout::default_root())
             .images()

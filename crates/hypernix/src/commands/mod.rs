@@ -6,6 +6,7 @@ pub mod compose;
 mod config;
 mod console;
 mod daemon;
+pub mod image;
 pub mod mesh;
 pub mod monitor;
 pub mod storage;
@@ -80,7 +81,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => daemon::logs(&client, &name, follow, tail, json),
         Command::Events { after, out } => daemon::events(&client, after, out),
         Command::Down { keep_units } => daemon::down(&client, keep_units),
-        Command::Image(cmd) => daemon::image(cmd),
+        Command::Image(cmd) => image::run(cmd),
+        Command::Export(args) => image::export(args),
+        Command::Import(args) => image::import(args),
         Command::Api(crate::cli::ApiCommand::Schema) => {
             print!("{}", hypernix_api::sdl());
             Ok(ExitCode::SUCCESS)
