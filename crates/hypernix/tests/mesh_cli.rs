@@ -17,6 +17,30 @@ fn node_file(dir: &Path, id: u32) -> String {
     file.display().to_string()
 }
 
+/// Kills, when dropped, every process whose command line names this path (the daemon `mesh
+/// join` started in the background, and its VMs), so that a failing test leaves none.
+struct Reaper(std::path::PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if pid != std::process::id() as i32
+                && String::from_utf8_lossy(&cmdline).contains(&needle)
+            {
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
 fn mesh_port() -> u16 {
     loop {
         let p = kit::free_port();
@@ -58,6 +82,7 @@ fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
     // A malformed token: the new daemon exits, and `mesh join` says where its log is.
     let api2 = format!("127.0.0.1:{}", kit::free_port());
     let state2 = files.path().join("n2");
+    let _reaper = Reaper(state2.clone());
     let m2 = format!("127.0.0.1:{}", mesh_port());
     let join = |token: &str| {
         kit::hypernix(&[
