@@ -237,6 +237,17 @@ fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without
     );
     for (unit, node) in &placed {
         let d = if *node == 1 { &n1 } else { &n2 };
+        // A node's agent starts a unit within a round of its placement.
+        wait_until(
+            Duration::from_secs(30),
+            "the unit listed on its node",
+            || {
+                d.units()
+                    .iter()
+                    .any(|u| u["name"] == unit.as_str())
+                    .then_some(())
+            },
+        );
         d.wait_ready(unit);
     }
     let owned = [
