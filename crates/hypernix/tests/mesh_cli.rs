@@ -41,15 +41,6 @@ impl Drop for Reaper {
     }
 }
 
-fn mesh_port() -> u16 {
-    loop {
-        let p = kit::free_port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-}
-
 #[test]
 fn a_lone_daemon_says_it_is_not_clustered() {
     let d = TestDaemon::start();
@@ -74,7 +65,7 @@ fn a_lone_daemon_says_it_is_not_clustered() {
 #[test]
 fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
     let files = tempfile::tempdir().unwrap();
-    let m1 = format!("127.0.0.1:{}", mesh_port());
+    let m1 = format!("127.0.0.1:{}", kit::mesh_port());
     let n1 = TestDaemon::start_with(&["--node", &node_file(files.path(), 1), "--mesh-listen", &m1]);
     let status = n1.json(&["mesh", "status", "--json"]);
     assert_eq!(status["leader"], 1, "{status}");
@@ -83,7 +74,7 @@ fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
     let api2 = format!("127.0.0.1:{}", kit::free_port());
     let state2 = files.path().join("n2");
     let _reaper = Reaper(state2.clone());
-    let m2 = format!("127.0.0.1:{}", mesh_port());
+    let m2 = format!("127.0.0.1:{}", kit::mesh_port());
     let join = |token: &str| {
         kit::hypernix(&[
             "--api",

@@ -17,16 +17,6 @@ const UNIT: &str = r#"{
   hypervisor.compute.units.stays = { resources.memory.size = "128Mi"; };
 }"#;
 
-fn mesh_port() -> u16 {
-    loop {
-        let p = kit::free_port();
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn node(dir: &Path, id: u32, mesh: &str, join: Option<(&str, &str)>) -> TestDaemon {
     let file = dir.join(format!("node{id}.nix"));
     std::fs::write(
@@ -64,8 +54,8 @@ fn a_running_unit_moves_to_another_node_and_keeps_counting() {
     let _g = heavy();
     let files = tempfile::tempdir().unwrap();
     let (m1, m2) = (
-        format!("127.0.0.1:{}", mesh_port()),
-        format!("127.0.0.1:{}", mesh_port()),
+        format!("127.0.0.1:{}", kit::mesh_port()),
+        format!("127.0.0.1:{}", kit::mesh_port()),
     );
     let n1 = node(files.path(), 1, &m1, None);
     let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)

@@ -3,10 +3,8 @@
 
 mod kit;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kit::{TestDaemon, heavy, qemu_pids, wait_until};
@@ -21,17 +19,6 @@ const UNITS: &str = r#"{
   hypervisor.compute.units.b = { resources.memory.size = "192Mi"; };
   hypervisor.compute.units.c = { resources.memory.size = "192Mi"; };
 }"#;
-
-/// A loopback port free for TCP and UDP, with the next port free for TCP (joins).
-fn mesh_port() -> u16 {
-    loop {
-        let p = kit::free_port();
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
 
 /// A node's settings file and the `serve` arguments that use it.
 fn node_args(
@@ -113,37 +100,12 @@ fn crash(d: &mut TestDaemon) {
     }
 }
 
-/// Subscribes with the graphql-ws client; the results arrive in the returned list.
-fn subscribe(api: &str, token: &str, query: &str) -> (std::process::Child, Arc<Mutex<Vec<Value>>>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypernix-api/tests/node");
-    let mut node = Command::new("node")
-        .arg(dir.join("subscribe.mjs"))
-        .arg(format!("ws://{api}/graphql"))
-        .arg(query)
-        .env("HYPERNIX_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap_or(Value::Null));
-        }
-    });
-    (node, lines)
-}
-
 #[test]
 fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without_quorum() {
     let _g = heavy();
     let files = tempfile::tempdir().unwrap();
     let ports: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", mesh_port()))
+        .map(|_| format!("127.0.0.1:{}", kit::mesh_port()))
         .collect();
 
     // Node 1 bootstraps the cluster (and its CA); 2 joins as a worker, 3 as a witness,
@@ -173,7 +135,7 @@ fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without
             files.path(),
             9,
             "worker",
-            &format!("127.0.0.1:{}", mesh_port()),
+            &format!("127.0.0.1:{}", kit::mesh_port()),
             Some((&ports[0], &t2)),
         ))
         .output()
@@ -191,7 +153,7 @@ fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without
         Some((&ports[0], &t3)),
     ));
 
-    let (mut watcher, changes) = subscribe(
+    let (mut watcher, changes) = kit::subscribe(
         &n1.api,
         &n1.token(),
         "subscription { nodeStatusChanged { kind subject payload } }",

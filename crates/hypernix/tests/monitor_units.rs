@@ -4,10 +4,8 @@
 
 mod kit;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kit::{Console, TestDaemon, heavy, wait_until};
@@ -59,31 +57,6 @@ fn pipe(cmd: &mut Command, text: &str) -> (bool, String) {
     let out = child.wait_with_output().unwrap();
     let text = format!("{}{}", kit::text(&out.stdout), kit::text(&out.stderr));
     (out.status.success(), text)
-}
-
-/// Subscribes with the graphql-ws client; the results arrive in the returned list.
-fn subscribe(api: &str, token: &str, query: &str) -> (std::process::Child, Arc<Mutex<Vec<Value>>>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypernix-api/tests/node");
-    let mut node = Command::new("node")
-        .arg(dir.join("subscribe.mjs"))
-        .arg(format!("ws://{api}/graphql"))
-        .arg(query)
-        .env("HYPERNIX_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap_or(Value::Null));
-        }
-    });
-    (node, lines)
 }
 
 fn metric_present(text: &str, name: &str, unit: &str) -> bool {
@@ -139,9 +112,9 @@ fn cpu_burner_alerts_on_its_unit_and_why_ranks_it_first() {
     assert_eq!(quiet, json!([]), "alerts on idle guests: {quiet}");
 
     let query = "subscription { alerts { id unit detector series } }";
-    let (node, pushed) = subscribe(&d.api, &token, query);
+    let (node, pushed) = kit::subscribe(&d.api, &token, query);
     let anomalies = "subscription { anomalies(unit: \"hot\") { unit metric score value } }";
-    let (node2, anomalous) = subscribe(&d.api, &token, anomalies);
+    let (node2, anomalous) = kit::subscribe(&d.api, &token, anomalies);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut console = Console::open(&d, "hot");

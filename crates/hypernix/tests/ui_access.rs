@@ -203,17 +203,6 @@ fn a_scoped_token_is_offered_and_attached_only_what_it_may_do() {
     );
 }
 
-/// A loopback port free for TCP and UDP, with the next port free for TCP (joins).
-fn mesh_port() -> u16 {
-    loop {
-        let p = kit::free_port();
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 /// The cluster page of a one-node cluster, in Chromium: the node in the graph, ringed as
 /// the leader, and in the table with its role.
 #[test]
@@ -227,7 +216,7 @@ fn the_cluster_page_draws_the_nodes_and_the_leader() {
              node.roles = [ "worker" ]; }; }"#,
     )
     .unwrap();
-    let mesh = format!("127.0.0.1:{}", mesh_port());
+    let mesh = format!("127.0.0.1:{}", kit::mesh_port());
     let d = TestDaemon::start_with(&["--node", node.to_str().unwrap(), "--mesh-listen", &mesh]);
     wait_until(Duration::from_secs(30), "a leader", || {
         let s = d.json(&["mesh", "status", "--json"]);

@@ -9,7 +9,6 @@ mod kit;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypernix_api::client::Client;
@@ -353,52 +352,21 @@ fn guest_disk_backups_are_incremental_bit_identical_and_restore_instantly() {
     );
 }
 
-/// Starts the graphql-ws client (npm `graphql-ws`) on `query`; returns its output lines.
-fn subscribe(d: &TestDaemon, query: &str) -> (Child, Arc<Mutex<Vec<Value>>>) {
-    let api = &d.api;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypernix-api/tests/node");
-    assert!(
-        dir.join("node_modules/graphql-ws").exists(),
-        "run `npm ci` in {} (scripts/test.sh does)",
-        dir.display()
-    );
-    let mut node = Command::new("node")
-        .arg(dir.join("subscribe.mjs"))
-        .arg(format!("ws://{api}/graphql"))
-        .arg(query)
-        .env("HYPERNIX_TOKEN", d.token())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            sink.lock().unwrap().push(value);
-        }
-    });
-    (node, lines)
-}
-
 #[test]
 fn a_continuous_source_selected_by_label_streams_backups_to_subscribers() {
     let _g = heavy();
     let d = TestDaemon::start();
     let repo = d.state().join("repo");
-    let (mut completed, done) = subscribe(
-        &d,
+    let token = d.token();
+    let (mut completed, done) = kit::subscribe(
+        &d.api,
+        &token,
         "subscription { backupCompleted(source: \"vms\") { source repository skipped \
          snapshots { id parent bytesRead bytesReused } } }",
     );
-    let (mut progress, moving) = subscribe(
-        &d,
+    let (mut progress, moving) = kit::subscribe(
+        &d.api,
+        &token,
         "subscription { backupProgress(source: \"vms\") { unit disk done total } }",
     );
     // Let both clients subscribe before anything happens.

@@ -310,3 +310,54 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback port free for TCP and UDP, with the next port free for TCP: a mesh node
+/// serves Raft (TCP) and gossip (UDP) on it, and joins on the next port.
+pub fn mesh_port() -> u16 {
+    loop {
+        let p = free_port();
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if p < u16::MAX && free(p + 1) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Subscribes to `query` on the daemon at `api` with the graphql-ws client (npm
+/// `graphql-ws`); each result, as JSON, arrives in the returned list.
+pub fn subscribe(
+    api: &str,
+    token: &str,
+    query: &str,
+) -> (Child, std::sync::Arc<Mutex<Vec<Value>>>) {
+    use std::io::BufRead;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypernix-api/tests/node");
+    assert!(
+        dir.join("node_modules/graphql-ws").exists(),
+        "run `npm ci` in {} (scripts/test.sh does)",
+        dir.display()
+    );
+    let mut node = Command::new("node")
+        .arg(dir.join("subscribe.mjs"))
+        .arg(format!("ws://{api}/graphql"))
+        .arg(query)
+        .env("HYPERNIX_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap_or(Value::Null));
+        }
+    });
+    (node, lines)
+}
