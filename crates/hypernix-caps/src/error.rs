@@ -41,7 +41,8 @@ pub enum CapsError {
 }
 
 impl CapsError {
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CapsError {
+    /// Wraps an I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CapsError {
         let path = path.into();
         move |source| CapsError::Io { path, source }
     }

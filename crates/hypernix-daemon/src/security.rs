@@ -173,17 +173,13 @@ impl Guard {
     /// The key ring's files (`keyring.json`, `root-N.key`) by name, as a cluster replicates them.
     pub fn key_files(&self, layout: &Layout) -> Result<BTreeMap<String, String>, CapsError> {
         let dir = layout.caps();
-        let io = |path: &std::path::Path| {
-            let path = path.to_path_buf();
-            move |source| CapsError::Io { path, source }
-        };
         let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
+        for entry in std::fs::read_dir(&dir).map_err(CapsError::io(&dir))? {
+            let entry = entry.map_err(CapsError::io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == "keyring.json" || (name.starts_with("root-") && name.ends_with(".key")) {
                 let path = entry.path();
-                let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+                let text = std::fs::read_to_string(&path).map_err(CapsError::io(&path))?;
                 files.insert(name, text);
             }
         }

@@ -137,15 +137,15 @@ async fn reconcile(daemon: &Daemon, mesh: &Mesh) {
         }
     }
     // Units moving away from this node that it no longer runs: let them start.
+    let local = daemon.local_units();
     for (name, p) in &placement {
-        if p.from == Some(mesh.id) && !p.released && !daemon.local_units().contains_key(name) {
+        if p.from == Some(mesh.id) && !p.released && !local.contains_key(name) {
             release(mesh, name, p.clone()).await;
         }
     }
     if !mesh.runs_units() {
         return;
     }
-    let local = daemon.local_units();
     for (name, desired) in mine {
         match local.get(&name) {
             Some(handle) => {

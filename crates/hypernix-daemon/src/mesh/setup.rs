@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypernix_config::schema::mesh::{
-    AuthMethod, DiscoveryMethod, Mesh as MeshSettings, StateBackend, TopologyMode,
+    AuthMethod, Consistency, DiscoveryMethod, Mesh as MeshSettings, StateBackend, TopologyMode,
 };
 use hypernix_mesh::consensus::{Command, Role, Table};
 use hypernix_mesh::membership::{self, Identity, NodeRole, SwimParameters};
@@ -84,6 +84,26 @@ fn unsupported(settings: &MeshSettings) -> Vec<String> {
         refuse(
             "coordination.stateStore.backend",
             "\"etcd\" is not implemented; use \"embedded\" (replicated by Raft)",
+        );
+    }
+    if settings.topology.connections.strategy != Default::default() {
+        refuse(
+            "topology.connections.strategy",
+            "peer selection strategies are not implemented; SWIM probes and gossips to \
+             members picked at random; remove the setting",
+        );
+    }
+    if settings.coordination.state_store.consistency == Consistency::Linearizable {
+        refuse(
+            "coordination.stateStore.consistency",
+            "\"linearizable\" is not implemented: status queries read the node's applied \
+             state (placement decisions are confirmed with the leader); use \"strong\"",
+        );
+    }
+    if settings.node.capabilities.storage.capacity.is_some() {
+        refuse(
+            "node.capabilities.storage.capacity",
+            "the scheduler does not place by storage yet; remove the setting",
         );
     }
     if settings.consensus.quorum.size.is_some() {
@@ -332,7 +352,9 @@ async fn start_membership(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypernix_config::schema::mesh::{AuthMethod, DiscoveryMethod, StateBackend};
+    use hypernix_config::schema::mesh::{
+        AuthMethod, ConnectionStrategy, Consistency, DiscoveryMethod, StateBackend,
+    };
 
     fn with_id(id: Option<&str>) -> MeshSettings {
         let mut s = MeshSettings::default();
@@ -365,8 +387,14 @@ mod tests {
         s.topology.mode = TopologyMode::Hierarchical;
         s.coordination.state_store.backend = StateBackend::Etcd;
         s.consensus.quorum.size = Some(2);
+        s.topology.connections.strategy = ConnectionStrategy::Random;
+        s.coordination.state_store.consistency = Consistency::Linearizable;
+        s.node.capabilities.storage.capacity = Some(hypernix_config::values::Size::mib(64));
         let problems = unsupported(&s);
         for path in [
+            "topology.connections.strategy",
+            "coordination.stateStore.consistency",
+            "node.capabilities.storage.capacity",
             "security.authentication.method",
             "topology.discovery.method",
             "topology.mode",
