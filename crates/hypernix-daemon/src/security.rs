@@ -193,21 +193,8 @@ impl Guard {
         layout: &Layout,
         files: &BTreeMap<String, String>,
     ) -> Result<(), CapsError> {
+        write_key_files(layout, files)?;
         let dir = layout.caps();
-        for (name, text) in files {
-            let valid = name == "keyring.json"
-                || (name.starts_with("root-")
-                    && name.ends_with(".key")
-                    && !name.contains('/')
-                    && name.len() < 32);
-            if !valid {
-                return Err(CapsError::KeyRing {
-                    path: dir.join(name),
-                    message: "not a key ring file name".into(),
-                });
-            }
-            hypernix_caps::keys::write_private(&dir.join(name), text.as_bytes())?;
-        }
         let keys = KeyRing::open(&dir)?;
         let root = token::root(&keys, Utc::now())?;
         hypernix_caps::keys::write_private(&layout.root_token(), root.token.as_bytes())?;
@@ -242,4 +229,26 @@ impl Guard {
             _ => Vec::new(),
         }
     }
+}
+
+/// Writes a cluster's key ring files into `STATE/caps` (0600), refusing any name that is
+/// not `keyring.json` or `root-N.key`.
+pub fn write_key_files(layout: &Layout, files: &BTreeMap<String, String>) -> Result<(), CapsError> {
+    let dir = layout.caps();
+    std::fs::create_dir_all(&dir).map_err(CapsError::io(&dir))?;
+    for (name, text) in files {
+        let valid = name == "keyring.json"
+            || (name.starts_with("root-")
+                && name.ends_with(".key")
+                && !name.contains('/')
+                && name.len() < 32);
+        if !valid {
+            return Err(CapsError::KeyRing {
+                path: dir.join(name),
+                message: "not a key ring file name".into(),
+            });
+        }
+        hypernix_caps::keys::write_private(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
 }

@@ -52,14 +52,7 @@ impl Mesh {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let dir = layout.caps();
-        std::fs::create_dir_all(&dir)?;
-        for (name, text) in &files {
-            if name.contains('/') {
-                anyhow::bail!("the cluster's key ring names a file {name:?}");
-            }
-            hypernix_caps::keys::write_private(&dir.join(name), text.as_bytes())?;
-        }
+        crate::security::write_key_files(layout, &files)?;
         Ok(())
     }
 }
