@@ -8,6 +8,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
+mod subscription;
+
+pub use subscription::Subscription;
+
 /// A client call that failed.
 #[derive(Debug, Error)]
 pub enum ClientError {

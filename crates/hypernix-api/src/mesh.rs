@@ -172,6 +172,8 @@ impl MeshMutation {
             downtime_ms: r.downtime_ms,
             ram_bytes: r.ram_bytes,
             disk_bytes: r.disk_bytes,
+            disk_sent_bytes: r.disk_sent_bytes,
+            disk_skipped_bytes: r.disk_skipped_bytes,
         })
     }
 
@@ -227,8 +229,12 @@ pub struct MigrationReport {
     pub downtime_ms: u64,
     /// Memory bytes sent.
     pub ram_bytes: u64,
-    /// Disk bytes copied.
+    /// Disk bytes the mirrors copied.
     pub disk_bytes: u64,
+    /// Disk data bytes sent to the destination (blocks it did not hold).
+    pub disk_sent_bytes: u64,
+    /// Disk bytes not sent: the destination held them already.
+    pub disk_skipped_bytes: u64,
 }
 
 /// Live cluster changes, from the answering node's point of view.

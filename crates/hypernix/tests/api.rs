@@ -263,3 +263,26 @@ fn two_daemons_share_events_on_nats_and_a_resumed_subscriber_misses_nothing() {
     let on_b = b.events("unit.started").len();
     assert_eq!((on_a, on_b), (3, 3));
 }
+
+#[test]
+fn the_command_lines_client_subscribes_and_a_forged_token_is_refused() {
+    let d = TestDaemon::start();
+    let query = "subscription($a: Int) { events(after: $a) { id kind subject } }";
+    let mut sub = d.client().subscribe(query, json!({ "a": 0 })).unwrap();
+    // A unit this host cannot run: configured, then failed, without booting anything.
+    let f = d.config(
+        "huge.nix",
+        r#"{ hypervisor.compute.units.huge.resources.memory.size = "64Ti"; }"#,
+    );
+    d.json(&["apply", "--json", f.to_str().unwrap()]);
+    let first = wait_until(Duration::from_secs(10), "an event", || {
+        sub.next(Duration::from_millis(200)).unwrap()
+    });
+    assert_eq!(first["events"]["subject"], "unit/huge", "{first}");
+
+    let forged = hypernix_api::client::Client::new(d.api.clone()).with_token("hnx1.forged");
+    let refused = forged
+        .subscribe(query, json!({ "a": 0 }))
+        .and_then(|mut s| s.next(Duration::from_secs(5)));
+    assert!(refused.is_err(), "{refused:?}");
+}

@@ -6,20 +6,31 @@
 //! 2. The destination starts the unit's QEMU waiting for the migration (`-incoming defer -S`,
 //!    its disks fresh in its own storage, in its own format), exports its disk nodes over NBD
 //!    on its mesh address, and answers the ports.
-//! 3. The source mirrors its disks into those exports and migrates the memory
-//!    ([`hypernix_vmm::migrate`]), with `hypervisor.migration`'s downtime limit and
+//!    It hashes what its disks hold (an older copy from an earlier stay, or nothing) block by
+//!    block and answers the hashes too.
+//! 3. The source mirrors its disks through a local [`DeltaProxy`] that drops the blocks the
+//!    destination already holds (incremental transfer) into those exports, and migrates the
+//!    memory ([`hypernix_vmm::migrate`]), with `hypervisor.migration`'s downtime limit and
 //!    auto-converge; progress is published as `migration.progress` events.
 //! 4. Done: the placement moves to the destination (released: the source is paused), the
 //!    destination resumes the guest, and the source's agent stops its paused QEMU. Failed at
 //!    any step: the destination drops its QEMU and the source keeps running.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use hypernix_config::schema::compute::MigrationMode;
 use hypernix_events::NewEvent;
 use hypernix_mesh::consensus::{Command as Propose, NodeId, Table};
+use hypernix_storage::nbd::client::{Address, NbdClient};
+use hypernix_storage::nbd::delta::{self, DeltaExport, DeltaProxy, DeltaStats, Hash};
 use hypernix_vmm::migrate::{self, Endpoint, Incoming, Options};
+use hypernix_vmm::{DiskFormat, DiskSource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -29,6 +40,9 @@ use crate::daemon::Daemon;
 use crate::error::DaemonError;
 use crate::model::{Desired, UnitState};
 use crate::unit::Command;
+
+/// How often a migration publishes how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the destination waits for its incoming QEMU to start.
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -43,6 +57,9 @@ pub struct IncomingPorts {
     pub nbd_port: u16,
     /// Its migration stream's port.
     pub migration_port: u16,
+    /// Per disk node, what the destination's copy holds: BLAKE3 of each 64 KiB block, base64.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
 }
 
 /// What a completed migration measured.
@@ -63,8 +80,12 @@ pub struct MigrationReport {
     pub downtime_ms: u64,
     /// Memory bytes sent.
     pub ram_bytes: u64,
-    /// Disk bytes copied.
+    /// Disk bytes the mirrors copied.
     pub disk_bytes: u64,
+    /// Disk data bytes sent to the destination (blocks it did not hold).
+    pub disk_sent_bytes: u64,
+    /// Disk bytes not sent: the destination held them already.
+    pub disk_skipped_bytes: u64,
 }
 
 fn mesh_err(e: impl std::fmt::Display) -> DaemonError {
@@ -119,8 +140,12 @@ impl Daemon {
         })
     }
 
-    /// The writable disk nodes of unit `name`'s VM, as QEMU names them.
-    async fn disk_nodes(&self, name: &str, desired: &Desired) -> Result<Vec<String>, DaemonError> {
+    /// The writable disk nodes of unit `name`'s VM, as QEMU names them, with their sources.
+    async fn disk_nodes(
+        &self,
+        name: &str,
+        desired: &Desired,
+    ) -> Result<Vec<(String, DiskSource)>, DaemonError> {
         let (spec, _) = self
             .shared
             .vm_spec(name, &desired.spec)
@@ -128,10 +153,10 @@ impl Daemon {
             .map_err(|e| unit_err(name, e))?;
         Ok(spec
             .disks
-            .iter()
+            .into_iter()
             .enumerate()
             .filter(|(_, d)| !d.read_only)
-            .map(|(i, _)| hypernix_vmm::command::disk_node(i))
+            .map(|(i, d)| (hypernix_vmm::command::disk_node(i), d.source))
             .collect())
     }
 
@@ -155,7 +180,8 @@ impl Daemon {
             .map(|(_, d)| d)
             .ok_or_else(|| DaemonError::UnknownUnit(name.to_string()))?;
         let desired: Desired = serde_json::from_value(doc).map_err(mesh_err)?;
-        let disks = self.disk_nodes(name, &desired).await?;
+        let sources = self.disk_nodes(name, &desired).await?;
+        let disks: Vec<String> = sources.iter().map(|(d, _)| d.clone()).collect();
         mesh.incoming
             .lock()
             .expect("incoming lock")
@@ -169,14 +195,24 @@ impl Daemon {
                 .map_err(mesh_err)?
                 .ip()
                 .to_string();
-            let ports = IncomingPorts {
+            let mut ports = IncomingPorts {
                 nbd_port: free_port(&host)?,
                 migration_port: free_port(&host)?,
                 host,
+                digests: BTreeMap::new(),
             };
             migrate::prepare_incoming(&vm, &disks, &incoming(&ports), &self.migration_options()?)
                 .await
                 .map_err(|e| unit_err(name, e.to_string()))?;
+            let nbd = Address::Tcp(format!("{}:{}", ports.host, ports.nbd_port));
+            for (disk, source) in &sources {
+                let hashes = digest(&nbd, disk, source)
+                    .await
+                    .map_err(|e| unit_err(name, format!("hashing disk {disk}: {e}")))?;
+                ports
+                    .digests
+                    .insert(disk.clone(), BASE64.encode(hashes.concat()));
+            }
             Ok(ports)
         }
         .await;
@@ -280,7 +316,12 @@ impl Daemon {
             return Err(mesh_err(format!("node {to} is not alive or runs no units")));
         }
         let vm = self.wait_vm(name).await?;
-        let disks = self.disk_nodes(name, &desired).await?;
+        let disks: Vec<String> = self
+            .disk_nodes(name, &desired)
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         let options = self.migration_options()?;
         let token = std::fs::read_to_string(self.layout().root_token()).map_err(mesh_err)?;
         self.migration_event(name, "migration.started", json!({ "to": to }))
@@ -289,19 +330,42 @@ impl Daemon {
             .await
             .and_then(|v| serde_json::from_value(v["acceptMigration"].clone()).map_err(mesh_err))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let endpoints = incoming(&ports);
+        let (proxy_socket, stats, proxy) = match self.delta_proxy(name, &disks, &ports) {
+            Ok(p) => p,
+            Err(e) => {
+                let vars = json!({ "name": name, "resume": false, "ready": false });
+                let _ = call(&target.api, token.trim(), FINISH, vars).await;
+                return Err(e);
+            }
+        };
+        let endpoints = Incoming {
+            nbd: Endpoint::Unix(proxy_socket.clone()),
+            ..incoming(&ports)
+        };
         let migrating = migrate::migrate(&vm, &disks, &endpoints, &options, move |s| {
             let _ = tx.send(s.to_string());
         });
         tokio::pin!(migrating);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let mut step = String::new();
         let result = loop {
             tokio::select! {
                 r = &mut migrating => break r,
-                Some(step) = rx.recv() => {
-                    self.migration_event(name, "migration.progress", json!({ "to": to, "step": step })).await;
+                Some(next) = rx.recv() => {
+                    step = next;
+                    let payload = json!({ "to": to, "step": step });
+                    self.migration_event(name, "migration.progress", payload).await;
+                }
+                _ = tick.tick(), if !step.is_empty() => {
+                    let mut payload = transferred(&vm, &stats).await;
+                    payload["to"] = json!(to);
+                    payload["step"] = json!(step);
+                    self.migration_event(name, "migration.progress", payload).await;
                 }
             }
         };
+        proxy.abort();
+        let _ = std::fs::remove_file(&proxy_socket);
         let finish = |resume: bool| {
             let vars = json!({ "name": name, "resume": resume, "ready": handle.observed().ready });
             call(&target.api, token.trim(), FINISH, vars)
@@ -353,6 +417,8 @@ impl Daemon {
             downtime_ms: report.downtime_ms,
             ram_bytes: report.ram_bytes,
             disk_bytes: report.disk_bytes,
+            disk_sent_bytes: stats.sent.load(Ordering::Relaxed),
+            disk_skipped_bytes: stats.skipped.load(Ordering::Relaxed),
         };
         let payload = serde_json::to_value(&report).unwrap_or_default();
         self.migration_event(name, "migration.completed", payload)
@@ -360,11 +426,121 @@ impl Daemon {
         Ok(report)
     }
 
+    /// Source: a proxy on a local socket through which the mirrors reach the destination's
+    /// exports, sending only the blocks its `digests` say it lacks.
+    fn delta_proxy(
+        &self,
+        name: &str,
+        disks: &[String],
+        ports: &IncomingPorts,
+    ) -> Result<
+        (
+            std::path::PathBuf,
+            std::sync::Arc<DeltaStats>,
+            tokio::task::JoinHandle<()>,
+        ),
+        DaemonError,
+    > {
+        let far = Address::Tcp(format!("{}:{}", ports.host, ports.nbd_port));
+        let mut exports = Vec::new();
+        for disk in disks {
+            let digest = match ports.digests.get(disk) {
+                Some(b64) => decode_digest(b64).ok_or_else(|| {
+                    mesh_err(format!(
+                        "the destination's digest of disk {disk} is malformed"
+                    ))
+                })?,
+                None => Vec::new(),
+            };
+            let export = DeltaExport {
+                far: far.clone(),
+                far_export: disk.clone(),
+                digest,
+            };
+            exports.push((disk.clone(), export));
+        }
+        let proxy = DeltaProxy::new(exports);
+        let socket = self.layout().unit_dir(name).join("migrate.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| mesh_err(format!("{}: {e}", socket.display())))?;
+        let stats = proxy.stats();
+        let task = tokio::spawn(async move {
+            let _ = proxy.serve(listener).await;
+        });
+        Ok((socket, stats, task))
+    }
+
     async fn migration_event(&self, unit: &str, kind: &str, payload: Value) {
         let _ = self
             .publish(NewEvent::new(kind, format!("unit/{unit}")).with_payload(payload))
             .await;
     }
+}
+
+/// What the destination's disk node `disk` holds, block by block: a raw file is read
+/// directly (holes cost nothing), anything else through QEMU's export of it at `nbd`.
+async fn digest(nbd: &Address, disk: &str, source: &DiskSource) -> Result<Vec<Hash>, String> {
+    if let DiskSource::File {
+        path,
+        format: DiskFormat::Raw,
+    } = source
+    {
+        let path = path.clone();
+        return tokio::task::spawn_blocking(move || delta::digest_file(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string());
+    }
+    let mut c = NbdClient::connect(nbd, disk)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hashes = delta::digest(&mut c, |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = c.disconnect().await;
+    Ok(hashes)
+}
+
+/// How far a migration got: disk bytes mirrored of the disks' size, bytes sent and spared,
+/// memory bytes sent and the memory's size (as QEMU counts them).
+async fn transferred(vm: &hypernix_vmm::Vm, stats: &DeltaStats) -> Value {
+    let q = vm.qmp();
+    let jobs: Vec<Value> = q.call("query-block-jobs", None).await.unwrap_or_default();
+    let ours = jobs.iter().filter(|j| {
+        j["device"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("migrate-"))
+    });
+    let (disk_done, disk_total) = ours.fold((0, 0), |(d, t), j| {
+        (
+            d + j["offset"].as_u64().unwrap_or(0),
+            t + j["len"].as_u64().unwrap_or(0),
+        )
+    });
+    let info: Value = q.call("query-migrate", None).await.unwrap_or_default();
+    json!({
+        "diskDone": disk_done,
+        "diskTotal": disk_total,
+        "diskSent": stats.sent.load(Ordering::Relaxed),
+        "diskSkipped": stats.skipped.load(Ordering::Relaxed),
+        "ramDone": info["ram"]["transferred"],
+        "ramTotal": info["ram"]["total"],
+    })
+}
+
+/// Block hashes from their base64 form; `None` if it is not whole 32-byte hashes.
+fn decode_digest(b64: &str) -> Option<Vec<Hash>> {
+    let bytes = BASE64.decode(b64).ok()?;
+    if bytes.len() % 32 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect(),
+    )
 }
 
 fn incoming(p: &IncomingPorts) -> Incoming {

@@ -20,6 +20,8 @@
 //!    the context) get an error reply; a bad magic or an oversize WRITE closes the
 //!    connection; DISC closes it after the requests in flight are answered.
 
+pub mod client;
+pub mod delta;
 mod handshake;
 pub mod proto;
 mod transmission;

@@ -5,6 +5,7 @@ mod cache;
 mod classify;
 mod clients;
 mod config;
+mod delta;
 mod durability;
 mod kit;
 mod movement;

@@ -4,9 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::io::IsTerminal;
+
 use anyhow::bail;
 use clap::Subcommand;
 use hypernix_api::client::Client;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -213,23 +216,21 @@ pub fn run(cmd: MeshCommand, client: &Client, api: &str) -> anyhow::Result<ExitC
             }
         }
         MeshCommand::Migrate { unit, to, out } => {
-            let q = "mutation($unit: String!, $to: Int!) { migrateUnit(name: $unit, to: $to) \
-                     { unit from to totalMs mirroredMs downtimeMs ramBytes diskBytes } }";
-            eprintln!("migrating {unit} to node {to}...");
-            let r: Value = client.request(q, json!({ "unit": unit, "to": to }), "migrateUnit")?;
+            let r = migrate(client, &unit, to)?;
             if out.json {
                 output::json(&r)?;
             } else {
                 println!(
                     "{unit}: node {} → node {} in {} ms (disks in step after {} ms), downtime {} ms, \
-                     {} MiB of memory and {} MiB of disk sent",
+                     {} MiB of memory and {} MiB of disk sent, {} MiB of disk already there",
                     r["from"],
                     r["to"],
                     r["totalMs"],
                     r["mirroredMs"],
                     r["downtimeMs"],
                     r["ramBytes"].as_u64().unwrap_or(0) >> 20,
-                    r["diskBytes"].as_u64().unwrap_or(0) >> 20
+                    r["diskSentBytes"].as_u64().unwrap_or(0) >> 20,
+                    r["diskSkippedBytes"].as_u64().unwrap_or(0) >> 20
                 );
             }
         }
@@ -239,4 +240,65 @@ pub fn run(cmd: MeshCommand, client: &Client, api: &str) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const MIGRATE: &str = "mutation($unit: String!, $to: Int!) { migrateUnit(name: $unit, to: $to) \
+    { unit from to totalMs mirroredMs downtimeMs ramBytes diskBytes diskSentBytes diskSkippedBytes } }";
+const PROGRESS: &str =
+    "subscription($unit: String!) { migrationProgress(unit: $unit) { kind payload } }";
+
+/// Live-migrates `unit` to node `to`, showing its progress from the `migrationProgress`
+/// subscription on stderr; answers the measurements.
+fn migrate(client: &Client, unit: &str, to: u64) -> anyhow::Result<Value> {
+    let bar = ProgressBar::new(0);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(format!("migrating {unit} to node {to}"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    // Without the subscription the migration still runs, without a bar.
+    let mut progress = client.subscribe(PROGRESS, json!({ "unit": unit })).ok();
+    let (c, u) = (client.clone(), unit.to_string());
+    let call = std::thread::spawn(move || {
+        c.request::<Value>(MIGRATE, json!({ "unit": u, "to": to }), "migrateUnit")
+    });
+    while !call.is_finished() {
+        let Some(sub) = progress.as_mut() else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        match sub.next(Duration::from_millis(200)) {
+            Ok(Some(data)) => show(&bar, &data["migrationProgress"]),
+            Ok(None) => {}
+            Err(_) => progress = None,
+        }
+    }
+    bar.finish_and_clear();
+    Ok(call
+        .join()
+        .map_err(|_| anyhow::anyhow!("the migration request panicked"))??)
+}
+
+/// Moves the bar to what a `migration.progress` event says: disks while they mirror,
+/// then memory.
+fn show(bar: &ProgressBar, event: &Value) {
+    let p = &event["payload"];
+    let Some(step) = p["step"].as_str() else {
+        return;
+    };
+    bar.set_message(step.to_string());
+    let (done, total) = if step == "mirroring disks" {
+        (&p["diskDone"], &p["diskTotal"])
+    } else {
+        (&p["ramDone"], &p["ramTotal"])
+    };
+    if let (Some(done), Some(total)) = (done.as_u64(), total.as_u64()) {
+        bar.set_length(total);
+        bar.set_position(done.min(total));
+    }
 }

@@ -1,0 +1,248 @@
+//! Bytes a live migration sends back to a node that holds an older copy of the disk, with
+//! the incremental proxy (`hypernix_storage::nbd::delta`), against a full mirror.
+//!
+//! Each round: a 1 GiB disk with 256 MiB of random data; the guest migrates to a fresh disk
+//! (B); W MiB of it are rewritten there; then it migrates back twice, each time into a new
+//! QEMU on a copy of the first disk as it was left (A): once with the digest of A (only
+//! changed blocks cross), once without (every data block crosses). Both runs go through the
+//! proxy, which counts the bytes. The digest is made as the daemon makes it for a raw disk
+//! file (`digest_file`: the file read directly, holes skipped).
+//!
+//! `cargo run --release -p hypernix-vmm --example remigrate-bench -- [--json]`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hypernix_storage::nbd::client::Address;
+use hypernix_storage::nbd::delta::{self, DeltaExport, DeltaProxy, DeltaStats};
+use hypernix_vmm::migrate::{self, Endpoint, Incoming, Options};
+use hypernix_vmm::{Disk, DiskFormat, DiskSource, Vm, VmSpec};
+use serde_json::json;
+
+const DISK: u64 = 1 << 30;
+const DATA: usize = 256 << 20;
+
+async fn spec(disk: &Path, incoming: bool) -> VmSpec {
+    let cache = Path::new("/var/tmp/hypernix-images/test-guest");
+    let guest = hypernix_vmm::ensure_test_guest(cache).expect("the test guest builds");
+    VmSpec {
+        name: "bench".into(),
+        uuid: None,
+        vcpus: 1,
+        max_vcpus: 1,
+        memory_bytes: 256 << 20,
+        balloon: false,
+        boot: guest.boot("bench").expect("a valid name"),
+        disks: vec![Disk {
+            source: DiskSource::File {
+                path: disk.to_path_buf(),
+                format: DiskFormat::Raw,
+            },
+            read_only: false,
+            serial: None,
+        }],
+        cdroms: vec![],
+        nics: vec![],
+        accel: hypernix_vmm::accel::probe().await.accel,
+        hardened: false,
+        extra_args: if incoming {
+            vec!["-incoming".into(), "defer".into(), "-S".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// A sparse 1 GiB raw disk with 256 MiB of random data in 16 MiB runs every 64 MiB.
+fn seeded_disk(dir: &Path) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("disk.raw");
+    let mut f = std::fs::File::create(&path).expect("disk");
+    f.set_len(DISK).expect("size");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut run = vec![0u8; 16 << 20];
+    for i in 0..DATA / run.len() {
+        for b in run.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b.copy_from_slice(&state.to_le_bytes()[..b.len()]);
+        }
+        f.seek(SeekFrom::Start(i as u64 * (64 << 20)))
+            .expect("seek");
+        f.write_all(&run).expect("write");
+    }
+    f.sync_all().expect("sync");
+    path
+}
+
+fn empty_disk(dir: &Path) -> PathBuf {
+    let path = dir.join("disk.raw");
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(DISK))
+        .expect("disk");
+    path
+}
+
+async fn ready(dir: &Path) {
+    for _ in 0..1200 {
+        let log = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        if log.contains("HYPERNIX-READY") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the guest did not boot");
+}
+
+/// What one migration cost.
+struct Cost {
+    digest_ms: u64,
+    sent: u64,
+    skipped: u64,
+    ms: u64,
+}
+
+/// Migrates `src` into a new QEMU on `disk` (in `dir`), through a proxy that knows the
+/// destination's digest if `incremental`; answers the destination and the cost.
+async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, incremental: bool) -> (Vm, Cost) {
+    let dst = Vm::spawn(&spec(disk, true).await, dir)
+        .await
+        .expect("destination");
+    let nbd = dir.join("nbd.sock");
+    let incoming = Incoming {
+        nbd: Endpoint::Unix(nbd.clone()),
+        migration: Endpoint::Unix(dir.join("mig.sock")),
+    };
+    let options = Options::default();
+    let disks = vec!["disk0".to_string()];
+    let started = Instant::now();
+    migrate::prepare_incoming(&dst, &disks, &incoming, &options)
+        .await
+        .expect("prepare");
+    let far = Address::Unix(nbd);
+    let hashing = Instant::now();
+    // As the daemon does for a raw disk file: read it directly, skipping holes.
+    let digest = if incremental {
+        delta::digest_file(disk).expect("digest")
+    } else {
+        Vec::new()
+    };
+    let digest_ms = hashing.elapsed().as_millis() as u64;
+    let export = DeltaExport {
+        far,
+        far_export: "disk0".into(),
+        digest,
+    };
+    let proxy = DeltaProxy::new([("disk0".to_string(), export)]);
+    let stats: Arc<DeltaStats> = proxy.stats();
+    let socket = dir.join("proxy.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).expect("proxy socket");
+    let serving = tokio::spawn(async move { proxy.serve(listener).await });
+    let through = Incoming {
+        nbd: Endpoint::Unix(socket.clone()),
+        ..incoming
+    };
+    migrate::migrate(src, &disks, &through, &options, |_| {})
+        .await
+        .expect("migrate");
+    migrate::finish_incoming(&dst).await.expect("finish");
+    serving.abort();
+    let _ = std::fs::remove_file(socket);
+    let cost = Cost {
+        digest_ms,
+        sent: stats.sent.load(Ordering::Relaxed),
+        skipped: stats.skipped.load(Ordering::Relaxed),
+        ms: started.elapsed().as_millis() as u64,
+    };
+    (dst, cost)
+}
+
+async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost) {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = seeded_disk(dirs[0].path());
+    let src = Vm::spawn(&spec(&a, false).await, dirs[0].path())
+        .await
+        .expect("source");
+    ready(dirs[0].path()).await;
+    let (on_b, first) = migrate_into(&src, dirs[1].path(), &empty_disk(dirs[1].path()), true).await;
+    let _ = src.kill().await;
+    // Rewritten on B: W MiB over the data and beyond, through QEMU's block layer.
+    if rewritten_mib > 0 {
+        let device = format!(
+            "/machine/peripheral/{}/virtio-backend",
+            hypernix_vmm::command::disk_device(0)
+        );
+        let cmd = format!("qemu-io -d {device} \"write -P 0x5a 60M {rewritten_mib}M\"");
+        let out: serde_json::Value = on_b
+            .qmp()
+            .call(
+                "human-monitor-command",
+                Some(json!({ "command-line": cmd })),
+            )
+            .await
+            .expect("qemu-io");
+        // qemu-io prints its success on QEMU's stdout; the answer holds only errors.
+        assert_eq!(out, "", "qemu-io");
+    }
+    // A's disk as it was left, twice: one destination for each way back.
+    let (a1, a2) = (
+        dirs[2].path().join("disk.raw"),
+        dirs[3].path().join("disk.raw"),
+    );
+    for copy in [&a1, &a2] {
+        // Sparse, as the disk itself (std::fs::copy would fill the holes).
+        let ok = std::process::Command::new("cp")
+            .arg("--sparse=always")
+            .args([&a, copy])
+            .status()
+            .expect("cp");
+        assert!(ok.success(), "cp");
+    }
+    let (back, incremental) = migrate_into(&on_b, dirs[2].path(), &a1, true).await;
+    let _ = back.kill().await;
+    // B is paused with its disks handed over; running it again takes them back.
+    on_b.qmp().cont().await.expect("cont");
+    let (again, full) = migrate_into(&on_b, dirs[3].path(), &a2, false).await;
+    let _ = again.kill().await;
+    let _ = on_b.kill().await;
+    (first, incremental, full)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let mut rows = Vec::new();
+    for w in [0u64, 16, 64] {
+        let (first, inc, full) = round(w).await;
+        let ratio = inc.sent as f64 / full.sent.max(1) as f64;
+        if !json {
+            println!(
+                "rewritten {w} MiB: to a fresh disk {} MiB sent in {} ms; back, incremental {} MiB \
+                 sent ({} MiB spared) in {} ms ({} ms hashing the destination); back, full {} MiB \
+                 sent in {} ms; incremental/full bytes {ratio:.4}",
+                first.sent >> 20,
+                first.ms,
+                inc.sent >> 20,
+                inc.skipped >> 20,
+                inc.ms,
+                inc.digest_ms,
+                full.sent >> 20,
+                full.ms
+            );
+        }
+        rows.push(json!({
+            "rewrittenMiB": w,
+            "freshSentBytes": first.sent, "freshMs": first.ms,
+            "incrementalSentBytes": inc.sent, "incrementalSkippedBytes": inc.skipped,
+            "incrementalMs": inc.ms, "digestMs": inc.digest_ms,
+            "fullSentBytes": full.sent, "fullMs": full.ms,
+            "ratio": ratio,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+}
