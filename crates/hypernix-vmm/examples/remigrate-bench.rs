@@ -2,11 +2,12 @@
 //! the incremental proxy (`hypernix_storage::nbd::delta`), against a full mirror.
 //!
 //! Each round: a 1 GiB disk with 256 MiB of random data; the guest migrates to a fresh disk
-//! (B); W MiB of it are rewritten there; then it migrates back twice, each time into a new
-//! QEMU on a copy of the first disk as it was left (A): once with the digest of A (only
-//! changed blocks cross), once without (every data block crosses). Both runs go through the
-//! proxy, which counts the bytes. The digest is made as the daemon makes it for a raw disk
-//! file (`digest_file`: the file read directly, holes skipped).
+//! (B); W MiB of it are rewritten there; then it migrates back three times, each time into a
+//! new QEMU on a copy of the first disk as it was left (A): with the digest of A (only changed
+//! blocks cross), without (every data block crosses), both through the proxy, which counts
+//! the bytes; and straight into the destination's export, as before the proxy existed (QEMU
+//! counts the bytes the mirror copied, zeros included). The digest is made as the daemon
+//! makes it for a raw disk file (`digest_file`: the file read directly, holes skipped).
 //!
 //! `cargo run --release -p hypernix-vmm --example remigrate-bench -- [--json]`
 
@@ -105,9 +106,20 @@ struct Cost {
     ms: u64,
 }
 
-/// Migrates `src` into a new QEMU on `disk` (in `dir`), through a proxy that knows the
-/// destination's digest if `incremental`; answers the destination and the cost.
-async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, incremental: bool) -> (Vm, Cost) {
+/// How the disk travels.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    /// Through the proxy, which knows the destination's digest.
+    Incremental,
+    /// Through the proxy, without a digest.
+    Full,
+    /// Straight into the destination's export, as without the proxy.
+    Direct,
+}
+
+/// Migrates `src` into a new QEMU on `disk` (in `dir`) the `way` given; answers the
+/// destination and the cost (for `Direct`, `sent` is the mirror's count, zeros included).
+async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, way: Way) -> (Vm, Cost) {
     let dst = Vm::spawn(&spec(disk, true).await, dir)
         .await
         .expect("destination");
@@ -125,7 +137,7 @@ async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, incremental: bool) -> (
     let far = Address::Unix(nbd);
     let hashing = Instant::now();
     // As the daemon does for a raw disk file: read it directly, skipping holes.
-    let digest = if incremental {
+    let digest = if way == Way::Incremental {
         delta::digest_file(disk).expect("digest")
     } else {
         Vec::new()
@@ -141,11 +153,15 @@ async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, incremental: bool) -> (
     let socket = dir.join("proxy.sock");
     let listener = tokio::net::UnixListener::bind(&socket).expect("proxy socket");
     let serving = tokio::spawn(async move { proxy.serve(listener).await });
-    let through = Incoming {
-        nbd: Endpoint::Unix(socket.clone()),
-        ..incoming
+    let through = if way == Way::Direct {
+        incoming
+    } else {
+        Incoming {
+            nbd: Endpoint::Unix(socket.clone()),
+            ..incoming
+        }
     };
-    migrate::migrate(src, &disks, &through, &options, |_| {})
+    let report = migrate::migrate(src, &disks, &through, &options, |_| {})
         .await
         .expect("migrate");
     migrate::finish_incoming(&dst).await.expect("finish");
@@ -153,21 +169,31 @@ async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, incremental: bool) -> (
     let _ = std::fs::remove_file(socket);
     let cost = Cost {
         digest_ms,
-        sent: stats.sent.load(Ordering::Relaxed),
+        sent: if way == Way::Direct {
+            report.disk_bytes
+        } else {
+            stats.sent.load(Ordering::Relaxed)
+        },
         skipped: stats.skipped.load(Ordering::Relaxed),
         ms: started.elapsed().as_millis() as u64,
     };
     (dst, cost)
 }
 
-async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost) {
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost, Cost) {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = seeded_disk(dirs[0].path());
     let src = Vm::spawn(&spec(&a, false).await, dirs[0].path())
         .await
         .expect("source");
     ready(dirs[0].path()).await;
-    let (on_b, first) = migrate_into(&src, dirs[1].path(), &empty_disk(dirs[1].path()), true).await;
+    let (on_b, first) = migrate_into(
+        &src,
+        dirs[1].path(),
+        &empty_disk(dirs[1].path()),
+        Way::Incremental,
+    )
+    .await;
     let _ = src.kill().await;
     // Rewritten on B: W MiB over the data and beyond, through QEMU's block layer.
     if rewritten_mib > 0 {
@@ -187,12 +213,9 @@ async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost) {
         // qemu-io prints its success on QEMU's stdout; the answer holds only errors.
         assert_eq!(out, "", "qemu-io");
     }
-    // A's disk as it was left, twice: one destination for each way back.
-    let (a1, a2) = (
-        dirs[2].path().join("disk.raw"),
-        dirs[3].path().join("disk.raw"),
-    );
-    for copy in [&a1, &a2] {
+    // A's disk as it was left, three times: one destination for each way back.
+    let copies: Vec<PathBuf> = (2..5).map(|i| dirs[i].path().join("disk.raw")).collect();
+    for copy in &copies {
         // Sparse, as the disk itself (std::fs::copy would fill the holes).
         let ok = std::process::Command::new("cp")
             .arg("--sparse=always")
@@ -201,14 +224,22 @@ async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost) {
             .expect("cp");
         assert!(ok.success(), "cp");
     }
-    let (back, incremental) = migrate_into(&on_b, dirs[2].path(), &a1, true).await;
-    let _ = back.kill().await;
-    // B is paused with its disks handed over; running it again takes them back.
-    on_b.qmp().cont().await.expect("cont");
-    let (again, full) = migrate_into(&on_b, dirs[3].path(), &a2, false).await;
-    let _ = again.kill().await;
+    let mut costs = Vec::new();
+    for (i, way) in [Way::Incremental, Way::Full, Way::Direct]
+        .into_iter()
+        .enumerate()
+    {
+        let (back, cost) = migrate_into(&on_b, dirs[i + 2].path(), &copies[i], way).await;
+        let _ = back.kill().await;
+        // B is paused with its disks handed over; running it again takes them back.
+        on_b.qmp().cont().await.expect("cont");
+        costs.push(cost);
+    }
     let _ = on_b.kill().await;
-    (first, incremental, full)
+    let direct = costs.pop().expect("three");
+    let full = costs.pop().expect("three");
+    let incremental = costs.pop().expect("three");
+    (first, incremental, full, direct)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -216,13 +247,14 @@ async fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let mut rows = Vec::new();
     for w in [0u64, 16, 64] {
-        let (first, inc, full) = round(w).await;
+        let (first, inc, full, direct) = round(w).await;
         let ratio = inc.sent as f64 / full.sent.max(1) as f64;
         if !json {
             println!(
                 "rewritten {w} MiB: to a fresh disk {} MiB sent in {} ms; back, incremental {} MiB \
                  sent ({} MiB spared) in {} ms ({} ms hashing the destination); back, full {} MiB \
-                 sent in {} ms; incremental/full bytes {ratio:.4}",
+                 sent in {} ms; back, direct (no proxy) {} MiB mirrored in {} ms; incremental/full \
+                 bytes {ratio:.4}",
                 first.sent >> 20,
                 first.ms,
                 inc.sent >> 20,
@@ -230,7 +262,9 @@ async fn main() {
                 inc.ms,
                 inc.digest_ms,
                 full.sent >> 20,
-                full.ms
+                full.ms,
+                direct.sent >> 20,
+                direct.ms
             );
         }
         rows.push(json!({
@@ -239,6 +273,7 @@ async fn main() {
             "incrementalSentBytes": inc.sent, "incrementalSkippedBytes": inc.skipped,
             "incrementalMs": inc.ms, "digestMs": inc.digest_ms,
             "fullSentBytes": full.sent, "fullMs": full.ms,
+            "directMirroredBytes": direct.sent, "directMs": direct.ms,
             "ratio": ratio,
         }));
     }
