@@ -1,5 +1,6 @@
 //! Live migration between two daemons of a cluster: a guest counting on its console and
-//! its disk moves to the other node without a reboot; its disk arrives intact.
+//! its disk moves to the other node without a reboot; its disk arrives intact, and moving
+//! back sends only what changed. A raw disk file moves into a tiered volume and back.
 
 mod kit;
 
@@ -7,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kit::{Console, TestDaemon, heavy, qemu_pids, wait_until};
+use serde_json::json;
 
 const UNIT: &str = r#"{
   hypervisor.compute.units.mover = {
@@ -49,22 +51,30 @@ fn region(d: &TestDaemon) -> Vec<u8> {
     bytes[1 << 20..9 << 20].to_vec()
 }
 
-#[test]
-fn a_running_unit_moves_to_another_node_and_keeps_counting() {
-    let _g = heavy();
-    let files = tempfile::tempdir().unwrap();
+/// Two nodes of one cluster, the second joined to the first.
+fn cluster(files: &Path) -> (TestDaemon, TestDaemon) {
     let (m1, m2) = (
         format!("127.0.0.1:{}", kit::mesh_port()),
         format!("127.0.0.1:{}", kit::mesh_port()),
     );
-    let n1 = node(files.path(), 1, &m1, None);
+    let n1 = node(files, 1, &m1, None);
     let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)
         .trim()
         .to_string();
-    let n2 = node(files.path(), 2, &m2, Some((&m1, &token)));
-    let f = n1.config("units.nix", UNIT);
+    let n2 = node(files, 2, &m2, Some((&m1, &token)));
+    (n1, n2)
+}
+
+/// Applies `config` (with units `mover` and `stays`) and waits until both are placed;
+/// answers the node running `mover`, the other node, and the other node's id.
+fn placed<'a>(
+    n1: &'a TestDaemon,
+    n2: &'a TestDaemon,
+    config: &str,
+) -> (&'a TestDaemon, &'a TestDaemon, &'static str) {
+    let f = n1.config("units.nix", config);
     n1.json(&["apply", "--json", f.to_str().unwrap()]);
-    // Least-loaded puts one unit on each node; `mover` must start on node 1 for the test.
+    // Least-loaded puts one unit on each node; which one runs `mover` varies.
     let (src, dst) = wait_until(Duration::from_secs(30), "both units placed", || {
         let s = n1.json(&["mesh", "status", "--json"]);
         let on = |id: u64| -> Vec<String> {
@@ -87,18 +97,27 @@ fn a_running_unit_moves_to_another_node_and_keeps_counting() {
             return None;
         }
         Some(if a.contains(&"mover".to_string()) {
-            (&n1, &n2)
+            (n1, n2)
         } else {
-            (&n2, &n1)
+            (n2, n1)
         })
     });
-    let to = if std::ptr::eq(dst, &n2) { "2" } else { "1" };
+    let to = if std::ptr::eq(dst, n2) { "2" } else { "1" };
     wait_until(Duration::from_secs(30), "mover listed on its node", || {
         src.units()
             .iter()
             .any(|u| u["name"] == "mover")
             .then_some(())
     });
+    (src, dst, to)
+}
+
+#[test]
+fn a_running_unit_moves_to_another_node_and_keeps_counting() {
+    let _g = heavy();
+    let files = tempfile::tempdir().unwrap();
+    let (n1, n2) = cluster(files.path());
+    let (src, dst, to) = placed(&n1, &n2, UNIT);
     src.wait_ready("mover");
 
     // The guest fills 8 MiB of its disk with random data, then counts on its console and
@@ -194,5 +213,93 @@ fn a_running_unit_moves_to_another_node_and_keeps_counting() {
     assert!(
         disk(src)[512..] == disk(dst)[512..],
         "the disks match, but for the counter's sector the guest kept writing"
+    );
+}
+
+/// The data of volume `volume` of `d`'s storage engine, read over its NBD socket.
+fn volume(d: &TestDaemon, volume: &str) -> Vec<u8> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let uri = format!(
+        "nbd+unix:///{volume}?socket={}",
+        d.state().join("run/nbd.sock").display()
+    );
+    let status = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", &uri])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert from {uri}");
+    std::fs::read(out.path()).unwrap()
+}
+
+#[test]
+fn a_disk_file_moves_into_a_tiered_volume_and_back_incrementally() {
+    let _g = heavy();
+    let files = tempfile::tempdir().unwrap();
+    let (n1, n2) = cluster(files.path());
+    let (src, dst, to) = placed(&n1, &n2, UNIT);
+    src.wait_ready("mover");
+    let mut console = Console::open(src, "mover");
+    console.run("dd if=/dev/urandom of=/dev/vda bs=1M count=8 seek=1 conv=fsync 2>/dev/null");
+    drop(console);
+
+    // Storage tiers for the cluster: the running disk stays the file it is, a disk made
+    // from now on is a tiered volume (in each node's own state directory).
+    let tiered = UNIT.replacen(
+        '{',
+        r#"{
+  hypervisor.storage.tiers = {
+    fast = { level = 0; providers = [ { type = "nvme-local"; capacity = "64Mi"; } ]; };
+    slow = { level = 1; providers = [ { type = "hdd-array"; capacity = "256Mi"; } ]; };
+  };"#,
+        1,
+    );
+    let f = src.config("tiered.nix", &tiered);
+    src.json(&["apply", "--json", f.to_str().unwrap()]);
+    // The other node adopts the cluster's configuration on its agent's next round.
+    wait_until(Duration::from_secs(15), "the destination's tiers", || {
+        dst.client()
+            .request::<Vec<serde_json::Value>>(
+                "{ storageTiers { name } }",
+                json!({}),
+                "storageTiers",
+            )
+            .ok()
+            .filter(|t| t.len() == 2)
+    });
+
+    let report = src.json(&["mesh", "migrate", "mover", "--to", to, "--json"]);
+    eprintln!("raw file into a tiered volume: {report}");
+    let file = src.state().join("disks/mover/data.raw");
+    assert!(
+        !dst.state().join("disks/mover/data.raw").exists(),
+        "the destination's disk is a volume, not a file"
+    );
+    let on_dst = volume(dst, "mover.data");
+    assert_eq!(on_dst.len(), 32 << 20);
+    let left = std::fs::read(&file).unwrap();
+    assert_eq!(
+        left[1 << 20..9 << 20],
+        on_dst[1 << 20..9 << 20],
+        "the data arrived"
+    );
+
+    // Back into the file it left: nothing changed, so (nearly) nothing is sent. (The first
+    // move's destination hashed its volume through its QEMU's export, this one its file.)
+    let back = if to == "2" { "1" } else { "2" };
+    let report = dst.json(&["mesh", "migrate", "mover", "--to", back, "--json"]);
+    eprintln!("tiered volume back into the raw file: {report}");
+    assert!(
+        report["diskSentBytes"].as_u64().unwrap() < 1 << 20,
+        "{report}"
+    );
+    assert!(
+        report["diskSkippedBytes"].as_u64().unwrap() >= 31 << 20,
+        "{report}"
+    );
+    src.wait_ready("mover");
+    assert!(
+        std::fs::read(&file).unwrap() == volume(dst, "mover.data"),
+        "the file and the volume hold the same disk"
     );
 }
