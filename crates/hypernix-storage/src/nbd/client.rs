@@ -63,7 +63,8 @@ pub enum ClientError {
     },
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A connection's byte stream.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A connection to one export of an NBD server.
@@ -276,6 +277,16 @@ impl NbdClient {
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         self.request(CMD_FLUSH, 0, 0, 0, &[]).await?;
         self.reply("flush", 0).await
+    }
+
+    /// The connection itself, for a caller that pipelines requests (the handshake is done),
+    /// and whether the server takes FUA.
+    pub(crate) fn into_stream(self) -> Result<(Box<dyn Stream>, bool), ClientError> {
+        if !self.stream.buffer().is_empty() {
+            return Err(self.protocol("data after the handshake"));
+        }
+        let fua = self.flags & SEND_FUA != 0;
+        Ok((self.stream.into_inner(), fua))
     }
 
     /// Says goodbye; the server closes the connection.

@@ -298,3 +298,37 @@ fn malformed_clients_and_servers_get_errors_not_panics() {
         .expect("not NBD");
     assert!(err.to_string().contains("not a fixed-newstyle"), "{err}");
 }
+
+#[test]
+fn a_far_end_that_dies_fails_the_requests_in_flight_with_eio() {
+    let dir = tempfile::tempdir().unwrap();
+    let (far, _) = images(dir.path());
+    let mut nbd = QemuNbd::serve(&far);
+    let proxy = Proxy::start(dir.path(), &nbd, false);
+    let mut s = UnixStream::connect(&proxy.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut go = 5u32.to_be_bytes().to_vec();
+    go.extend(b"disk0");
+    go.extend(0u16.to_be_bytes());
+    let mut hello = 3u32.to_be_bytes().to_vec();
+    hello.extend(option(7, &go));
+    s.write_all(&hello).unwrap();
+    // Greeting, then INFO and ACK.
+    let mut buf = vec![0u8; 18 + 20 + 12 + 20];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(reply_kinds(&buf[18..]), [3, 1]);
+    let _ = nbd.0.kill();
+    let _ = nbd.0.wait();
+    let mut write = 0x2560_9513u32.to_be_bytes().to_vec();
+    write.extend(0u16.to_be_bytes());
+    write.extend(1u16.to_be_bytes());
+    write.extend(9u64.to_be_bytes());
+    write.extend(0u64.to_be_bytes());
+    write.extend((B as u32).to_be_bytes());
+    write.extend(vec![0x77; B]);
+    let _ = s.write_all(&write);
+    let mut reply = [0u8; 16];
+    s.read_exact(&mut reply).expect("an answer, not a hang");
+    assert_eq!(reply[4..8], 5u32.to_be_bytes(), "EIO");
+    assert_eq!(reply[8..], 9u64.to_be_bytes());
+}

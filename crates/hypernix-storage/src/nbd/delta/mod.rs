@@ -15,11 +15,12 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::UnixListener;
 
 use super::client::{Address, ClientError, NbdClient};
-use super::proto::*;
+mod handshake;
+mod transmit;
 
 /// The unit of comparison.
 pub const BLOCK: u64 = 64 * 1024;
@@ -203,87 +204,14 @@ impl DeltaProxy {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let Some((name, mut far)) = self.handshake(&mut r, &mut w).await.map_err(local)? else {
+        let Some((name, far)) = self
+            .handshake(&mut r, &mut w)
+            .await
+            .map_err(transmit::local)?
+        else {
             return Ok(());
         };
-        let result = self.transmit(&name, &mut far, &mut r, &mut w).await;
-        let _ = far.disconnect().await;
-        result
-    }
-
-    async fn handshake<R, W>(&self, r: &mut R, w: &mut W) -> io::Result<Option<(String, NbdClient)>>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let mut hello = Vec::with_capacity(18);
-        hello.extend(NBDMAGIC.to_be_bytes());
-        hello.extend(IHAVEOPT.to_be_bytes());
-        hello.extend((FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
-        w.write_all(&hello).await?;
-        w.flush().await?;
-        let client_flags = r.read_u32().await?;
-        if client_flags & u32::from(FLAG_FIXED_NEWSTYLE) == 0 {
-            return Ok(None);
-        }
-        loop {
-            let magic = r.read_u64().await?;
-            let opt = r.read_u32().await?;
-            let len = r.read_u32().await?;
-            if magic != IHAVEOPT || len > MAX_OPTION_LEN {
-                return Ok(None);
-            }
-            let mut data = vec![0u8; len as usize];
-            r.read_exact(&mut data).await?;
-            let name = match opt {
-                OPT_GO | OPT_INFO => match parse_info_request(&data) {
-                    Some((name, _)) => name,
-                    None => {
-                        option_reply(w, opt, REP_ERR_INVALID, b"malformed request").await?;
-                        continue;
-                    }
-                },
-                OPT_EXPORT_NAME => String::from_utf8_lossy(&data).into_owned(),
-                OPT_ABORT => {
-                    option_reply(w, opt, REP_ACK, &[]).await?;
-                    return Ok(None);
-                }
-                _ => {
-                    option_reply(w, opt, REP_ERR_UNSUP, &[]).await?;
-                    continue;
-                }
-            };
-            let far = match self.dial(&name).await {
-                Ok(far) => far,
-                Err(e) if opt == OPT_EXPORT_NAME => {
-                    tracing::debug!("migration proxy: {e}");
-                    return Ok(None);
-                }
-                Err(e) => {
-                    option_reply(w, opt, REP_ERR_UNKNOWN, e.to_string().as_bytes()).await?;
-                    continue;
-                }
-            };
-            let mut info = Vec::with_capacity(12);
-            if opt == OPT_EXPORT_NAME {
-                info.extend(far.size().to_be_bytes());
-                info.extend(FLAGS.to_be_bytes());
-                if client_flags & u32::from(FLAG_NO_ZEROES) == 0 {
-                    info.extend([0u8; 124]);
-                }
-                w.write_all(&info).await?;
-                w.flush().await?;
-                return Ok(Some((name, far)));
-            }
-            info.extend(INFO_EXPORT.to_be_bytes());
-            info.extend(far.size().to_be_bytes());
-            info.extend(FLAGS.to_be_bytes());
-            option_reply(w, opt, REP_INFO, &info).await?;
-            option_reply(w, opt, REP_ACK, &[]).await?;
-            if opt == OPT_GO {
-                return Ok(Some((name, far)));
-            }
-        }
+        self.transmit(&name, far, &mut r, &mut w).await
     }
 
     /// Connects to the far end of export `name`.
@@ -300,76 +228,6 @@ impl DeltaProxy {
             (e.far.clone(), e.far_export.clone())
         };
         NbdClient::connect(&far, &far_export).await
-    }
-
-    async fn transmit<R, W>(
-        &self,
-        name: &str,
-        far: &mut NbdClient,
-        r: &mut R,
-        w: &mut W,
-    ) -> Result<(), ClientError>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let export = &self.exports[name];
-        let size = far.size();
-        loop {
-            let mut head = [0u8; REQUEST_LEN];
-            r.read_exact(&mut head).await.map_err(local)?;
-            let Ok(req) = Request::parse(&head) else {
-                return Ok(());
-            };
-            let fua = req.flags & CMD_FLAG_FUA != 0;
-            let (off, len) = (req.offset, u64::from(req.length));
-            let in_range = off.checked_add(len).is_some_and(|end| end <= size);
-            let mut data = Vec::new();
-            let outcome = match req.command {
-                Command::Write if req.length > MAX_PAYLOAD => return Ok(()),
-                Command::Write => {
-                    data = vec![0u8; req.length as usize];
-                    r.read_exact(&mut data).await.map_err(local)?;
-                    if in_range {
-                        let runs = self.plan(export, size, off, len, Some(&data));
-                        forward_writes(far, &runs, &data, fua).await
-                    } else {
-                        Err(ENOSPC)
-                    }
-                }
-                Command::WriteZeroes if in_range => {
-                    let runs = self.plan(export, size, off, len, None);
-                    forward_zeroes(far, &runs, fua).await
-                }
-                Command::Trim if in_range => {
-                    forget(export, off, len);
-                    far.trim(off, req.length).await.map_err(errno)
-                }
-                Command::Read if in_range && req.length <= MAX_PAYLOAD => {
-                    let mut buf = vec![0u8; req.length as usize];
-                    let result = far.read(off, &mut buf).await.map_err(errno);
-                    data = buf;
-                    result
-                }
-                Command::Flush => far.flush().await.map_err(errno),
-                Command::Cache if in_range => Ok(()),
-                Command::Disconnect => return Ok(()),
-                _ => Err(EINVAL),
-            };
-            let mut reply = Vec::with_capacity(16);
-            reply.extend(SIMPLE_REPLY_MAGIC.to_be_bytes());
-            reply.extend(outcome.err().unwrap_or(0).to_be_bytes());
-            reply.extend(req.cookie.to_be_bytes());
-            w.write_all(&reply).await.map_err(local)?;
-            if req.command == Command::Read && outcome.is_ok() {
-                w.write_all(&data).await.map_err(local)?;
-            }
-            w.flush().await.map_err(local)?;
-            if outcome == Err(EIO) {
-                // The far end is gone: the mirror fails, and the migration with it.
-                return Ok(());
-            }
-        }
     }
 
     /// Decides which parts of a write of `data` (or, with `None`, of a write-zeroes) of
@@ -443,61 +301,4 @@ fn forget(export: &Mutex<Export>, off: u64, len: u64) {
     for k in e.known.iter_mut().take(last).skip(first) {
         *k = None;
     }
-}
-
-async fn forward_writes(
-    far: &mut NbdClient,
-    runs: &Runs,
-    data: &[u8],
-    fua: bool,
-) -> Result<(), u32> {
-    for (at, range) in runs {
-        far.write(*at, &data[range.clone()], fua)
-            .await
-            .map_err(errno)?;
-    }
-    Ok(())
-}
-
-async fn forward_zeroes(far: &mut NbdClient, runs: &Runs, fua: bool) -> Result<(), u32> {
-    for (at, range) in runs {
-        far.write_zeroes(*at, range.len() as u32, fua)
-            .await
-            .map_err(errno)?;
-    }
-    Ok(())
-}
-
-/// The errno a failed far request answers the local client with.
-fn errno(e: ClientError) -> u32 {
-    match e {
-        ClientError::Request { errno, .. } => errno,
-        e => {
-            tracing::warn!("migration proxy: {e}");
-            EIO
-        }
-    }
-}
-
-fn local(source: io::Error) -> ClientError {
-    ClientError::Io {
-        address: "migration proxy client".into(),
-        source,
-    }
-}
-
-async fn option_reply<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    opt: u32,
-    kind: u32,
-    data: &[u8],
-) -> io::Result<()> {
-    let mut b = Vec::with_capacity(20 + data.len());
-    b.extend(REPLY_MAGIC.to_be_bytes());
-    b.extend(opt.to_be_bytes());
-    b.extend(kind.to_be_bytes());
-    b.extend((data.len() as u32).to_be_bytes());
-    b.extend(data);
-    w.write_all(&b).await?;
-    w.flush().await
 }
