@@ -1,5 +1,6 @@
 //! A small NBD client: fixed newstyle handshake, `NBD_OPT_GO`, simple replies, one request
-//! at a time. Enough to copy blocks into and out of another server's export (QEMU's, ours).
+//! at a time. Enough to read another server's export (QEMU's, ours) and to hand a
+//! negotiated connection to the migration proxy, which pipelines its own requests.
 //!
 //! Written here rather than taken from a crate: the crates.io NBD clients are synchronous
 //! or bind libnbd (C); the migration proxy needs an async client on tokio.
@@ -77,11 +78,7 @@ pub struct NbdClient {
 }
 
 const CMD_READ: u16 = 0;
-const CMD_WRITE: u16 = 1;
 const CMD_DISC: u16 = 2;
-const CMD_FLUSH: u16 = 3;
-const CMD_TRIM: u16 = 4;
-const CMD_WRITE_ZEROES: u16 = 6;
 /// Transmission flag: the server accepts FUA.
 const SEND_FUA: u16 = 8;
 
@@ -190,18 +187,11 @@ impl NbdClient {
         Ok(())
     }
 
-    async fn request(
-        &mut self,
-        command: u16,
-        flags: u16,
-        offset: u64,
-        length: u32,
-        payload: &[u8],
-    ) -> Result<(), ClientError> {
+    async fn request(&mut self, command: u16, offset: u64, length: u32) -> Result<(), ClientError> {
         self.cookie += 1;
         let mut head = Vec::with_capacity(REQUEST_LEN);
         head.extend(REQUEST_MAGIC.to_be_bytes());
-        head.extend(flags.to_be_bytes());
+        head.extend(0u16.to_be_bytes());
         head.extend(command.to_be_bytes());
         head.extend(self.cookie.to_be_bytes());
         head.extend(offset.to_be_bytes());
@@ -209,7 +199,6 @@ impl NbdClient {
         let s = self.stream.get_mut();
         let sent = async {
             s.write_all(&head).await?;
-            s.write_all(payload).await?;
             s.flush().await
         };
         sent.await.map_err(|e| self.io(e))
@@ -241,42 +230,10 @@ impl NbdClient {
     /// Reads `buf.len()` bytes at `offset`.
     pub async fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ClientError> {
         let len = u32::try_from(buf.len()).map_err(|_| self.protocol("read too long"))?;
-        self.request(CMD_READ, 0, offset, len, &[]).await?;
+        self.request(CMD_READ, offset, len).await?;
         self.reply("read", offset).await?;
         self.stream.read_exact(buf).await.map_err(|e| self.io(e))?;
         Ok(())
-    }
-
-    /// Writes `data` at `offset`; `fua` asks for it to be durable on return.
-    pub async fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), ClientError> {
-        let len = u32::try_from(data.len()).map_err(|_| self.protocol("write too long"))?;
-        self.request(CMD_WRITE, self.fua(fua), offset, len, data)
-            .await?;
-        self.reply("write", offset).await
-    }
-
-    /// Makes `length` bytes at `offset` read as zeros.
-    pub async fn write_zeroes(
-        &mut self,
-        offset: u64,
-        length: u32,
-        fua: bool,
-    ) -> Result<(), ClientError> {
-        self.request(CMD_WRITE_ZEROES, self.fua(fua), offset, length, &[])
-            .await?;
-        self.reply("write zeroes", offset).await
-    }
-
-    /// Discards `length` bytes at `offset` (their content is undefined after).
-    pub async fn trim(&mut self, offset: u64, length: u32) -> Result<(), ClientError> {
-        self.request(CMD_TRIM, 0, offset, length, &[]).await?;
-        self.reply("trim", offset).await
-    }
-
-    /// Makes every completed write durable.
-    pub async fn flush(&mut self) -> Result<(), ClientError> {
-        self.request(CMD_FLUSH, 0, 0, 0, &[]).await?;
-        self.reply("flush", 0).await
     }
 
     /// The connection itself, for a caller that pipelines requests (the handshake is done),
@@ -291,14 +248,6 @@ impl NbdClient {
 
     /// Says goodbye; the server closes the connection.
     pub async fn disconnect(mut self) -> Result<(), ClientError> {
-        self.request(CMD_DISC, 0, 0, 0, &[]).await
-    }
-
-    fn fua(&self, fua: bool) -> u16 {
-        if fua && self.flags & SEND_FUA != 0 {
-            CMD_FLAG_FUA
-        } else {
-            0
-        }
+        self.request(CMD_DISC, 0, 0).await
     }
 }
