@@ -17,6 +17,7 @@ mod format;
 mod io;
 pub mod qcow2;
 pub mod raw;
+mod sink;
 pub mod vhdx;
 pub mod vmdk;
 
@@ -57,11 +58,11 @@ pub trait Reader: Send {
     }
 }
 
-/// An image being written: non-zero chunks arrive in ascending guest order.
+/// An image being written: runs of non-zero chunks arrive in ascending guest order.
 pub trait Writer {
-    /// Writes `data` at guest `offset` (a multiple of [`CHUNK`]; `data` is [`CHUNK`] long
-    /// except for the disk's last chunk).
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Writes `data`, one or more consecutive non-zero chunks, at guest `offset` (a multiple
+    /// of [`CHUNK`]; `data` is a multiple of [`CHUNK`] long unless it ends the disk).
+    fn write_chunks(&mut self, offset: u64, data: &[u8]) -> Result<()>;
     /// Writes the metadata and flushes; returns the bytes the output holds.
     fn finish(self: Box<Self>) -> Result<u64>;
 }
