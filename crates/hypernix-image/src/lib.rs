@@ -14,6 +14,7 @@ pub mod convert;
 mod deflate;
 pub mod error;
 mod format;
+pub mod import;
 mod io;
 pub mod qcow2;
 pub mod raw;

@@ -38,7 +38,7 @@ struct Writeback {
     kick: SyncSender<Range<u64>>,
     thread: JoinHandle<()>,
     /// The range written since the last kick, and how many bytes.
-    range: Range<u64>,
+    range: Option<Range<u64>>,
     since: u64,
 }
 
@@ -67,18 +67,23 @@ impl Writeback {
         Some(Writeback {
             kick,
             thread,
-            range: u64::MAX..0,
+            range: None,
             since: 0,
         })
     }
 
     /// Notes `n` bytes written at `at`; kicks every [`KICK_EVERY`] bytes.
     fn wrote(&mut self, at: u64, n: usize) {
-        self.range = self.range.start.min(at)..self.range.end.max(at + n as u64);
+        let end = at + n as u64;
+        let range = self
+            .range
+            .take()
+            .map_or(at..end, |r| r.start.min(at)..r.end.max(end));
         self.since += n as u64;
-        if self.since >= KICK_EVERY && self.kick.try_send(self.range.clone()).is_ok() {
-            self.range = u64::MAX..0;
+        if self.since >= KICK_EVERY && self.kick.try_send(range.clone()).is_ok() {
             self.since = 0;
+        } else {
+            self.range = Some(range);
         }
     }
 
