@@ -185,8 +185,9 @@ fn run(
             if st.read_more(input, end - input.pos, &layout)? {
                 continue;
             }
-            // The stream ended: data at the file's end may be short, as in a file.
-            let short = matches!(want.kind, Kind::Data(_) | Kind::Deflated(..));
+            // The stream ended: only a compressed cluster, whose sector count may reach past
+            // the file's end, may be short.
+            let short = matches!(want.kind, Kind::Deflated(..));
             if !short || want.start >= input.pos {
                 return Err(input.bad(
                     want.start,

@@ -69,7 +69,11 @@ pub(super) fn import(input: &mut Input, target: &mut Target) -> Result<u64> {
                     return Ok(disk);
                 }
                 MARKER_GT | MARKER_GD | MARKER_FOOTER => {
-                    skip(input, input.pos + value.saturating_mul(512), "table")?;
+                    skip(
+                        input,
+                        input.pos.saturating_add(value.saturating_mul(512)),
+                        "table",
+                    )?;
                 }
                 kind => return Err(input.bad(at, format!("unknown marker type {kind}"))),
             }
