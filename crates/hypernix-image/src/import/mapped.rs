@@ -69,11 +69,7 @@ pub(super) fn import(input: &mut Input, target: &mut Target) -> Result<u64> {
             let mut h = [0u8; HEADER_BYTES];
             input.read_exact(&mut h, "header")?;
             let header = Qcow2Header::parse(&h, &input.name)?;
-            let first = Want {
-                start: header.l1_offset,
-                len: header.l1_size * 8,
-                kind: Kind::Table(TOP),
-            };
+            let first = Want::new(header.l1_offset, header.l1_size * 8, Kind::Table(TOP));
             let layout = Qcow2 {
                 header,
                 l1_done: false,
@@ -87,11 +83,7 @@ pub(super) fn import(input: &mut Input, target: &mut Target) -> Result<u64> {
             let regions = Regions::parse(&section, &input.name, u64::MAX)?;
             let (at, len) = regions.metadata;
             Metadata::checked_len(at, len, &input.name)?;
-            let first = Want {
-                start: at,
-                len,
-                kind: Kind::Table(0),
-            };
+            let first = Want::new(at, len, Kind::Table(0));
             let layout = Vhdx {
                 bat: regions.bat,
                 meta: None,
@@ -123,11 +115,11 @@ pub(super) fn import_vmdk(
     if entries > MAX_GD_ENTRIES {
         return Err(input.bad(56, format!("a {entries}-entry grain directory is absurd")));
     }
-    let gd = Want {
-        start: header.gd_offset.saturating_mul(512),
-        len: entries * 4,
-        kind: Kind::Table(TOP),
-    };
+    let gd = Want::new(
+        header.gd_offset.saturating_mul(512),
+        entries * 4,
+        Kind::Table(TOP),
+    );
     let layout = Vmdk {
         header,
         gd_done: false,

@@ -239,7 +239,7 @@ fn open_input(input: &str, format: Option<Format>, size: Option<u64>) -> anyhow:
         return Ok(Source::Stream(stream, format));
     }
     let size = size.context(
-        "stdin holds no qcow2, VMDK or VHDX magic, so it is read as raw, whose size is not known in advance; pass --size",
+        "stdin is read as raw (--format raw, or no qcow2, VMDK or VHDX magic), whose size is not known in advance; pass --size",
     )?;
     Ok(Source::Reader(Box::new(RawStream::new(stream, size))))
 }
