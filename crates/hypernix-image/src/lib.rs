@@ -6,6 +6,7 @@
 //! [`CHUNK`]-sized pieces, detects zeros, applies a resize and feeds the writer, so nothing
 //! but metadata is ever buffered and no temporary file is made. [`open`] probes a format
 //! from its magic; [`create`] makes a writer for an output that is a file or a stream.
+//! [`import::import`] reads a qcow2, VMDK or VHDX image from a pipe, once, into a raw file.
 //! `docs/image-formats.md` describes what each format's reader and writer support.
 
 #![deny(missing_docs)]
