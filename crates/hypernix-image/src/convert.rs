@@ -3,8 +3,9 @@
 //! 1. Decide the output size: the source's, or `--size`. A shrink first reads the part that
 //!    would be cut and refuses when it holds data (unless forced).
 //! 2. For a qcow2 stream, run a planning pass (see [`crate::qcow2::write`]).
-//! 3. Read the source [`CHUNK`] by chunk in guest order; a chunk the reader reports as
-//!    unallocated or that holds only zeros is skipped; the others go to the writer.
+//! 3. Read the source in guest order, [`CHUNK`] by chunk; a chunk the reader reports as
+//!    unallocated or that holds only zeros is skipped; each run of the others goes to the
+//!    writer in one call, so a file writer can `pwrite` it straight from the read buffer.
 //! 4. Past the source's end (a grow) everything is zeros: nothing is written.
 //! 5. The writer writes its metadata; a pipe input is drained to check nothing was cut.
 
@@ -151,18 +152,35 @@ fn pump(
         for span in full_rx.iter() {
             let (offset, len, zero, buf) = span?;
             if !zero {
-                for (i, chunk) in buf[..len].chunks(CHUNK).enumerate() {
-                    if !is_zero(chunk) {
-                        writer.write_chunk(offset + (i * CHUNK) as u64, chunk)?;
-                        data += chunk.len() as u64;
-                    }
-                }
+                data += write_runs(writer, offset, &buf[..len])?;
             }
             progress(done + offset + len as u64, total);
             let _ = empty_tx.send(buf);
         }
         Ok(data)
     })
+}
+
+/// Writes the runs of non-zero chunks of `span` (at guest `offset`); returns their bytes.
+fn write_runs(writer: &mut dyn Writer, offset: u64, span: &[u8]) -> Result<u64> {
+    let mut data = 0;
+    let mut run: Option<usize> = None;
+    for (i, chunk) in span.chunks(CHUNK).enumerate() {
+        match (is_zero(chunk), run) {
+            (false, None) => run = Some(i * CHUNK),
+            (true, Some(start)) => {
+                writer.write_chunks(offset + start as u64, &span[start..i * CHUNK])?;
+                data += (i * CHUNK - start) as u64;
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run {
+        writer.write_chunks(offset + start as u64, &span[start..])?;
+        data += (span.len() - start) as u64;
+    }
+    Ok(data)
 }
 
 /// Refuses a shrink to `size` when the part cut off holds data.

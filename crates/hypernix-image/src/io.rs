@@ -2,7 +2,7 @@
 //! offset, zero detection, and an output that is a file or a stream.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use crate::{Error, Format, Result};
@@ -24,136 +24,6 @@ impl Output {
     /// Whether writers may seek.
     pub fn seekable(&self) -> bool {
         matches!(self, Output::File { .. })
-    }
-}
-
-/// An output with a known position: appends, skips ahead (holes or zeros), and on files
-/// writes at earlier offsets.
-pub(crate) struct Sink {
-    out: Output,
-    pos: u64,
-    name: String,
-    /// Appends to a file not yet written, gathered into large writes, from `pending_at`.
-    pending: Vec<u8>,
-    pending_at: u64,
-}
-
-/// How many appended bytes a file sink gathers before one `pwrite`.
-const GATHER: usize = 2 << 20;
-
-/// Zeros to write where a stream cannot seek over a gap.
-static ZEROS: [u8; crate::CHUNK] = [0; crate::CHUNK];
-
-impl Sink {
-    pub(crate) fn new(out: Output) -> Sink {
-        let name = match &out {
-            Output::File { name, .. } => name.clone(),
-            Output::Stream(_) => "-".to_string(),
-        };
-        Sink {
-            out,
-            pos: 0,
-            name,
-            pending: Vec::new(),
-            pending_at: 0,
-        }
-    }
-
-    pub(crate) fn seekable(&self) -> bool {
-        self.out.seekable()
-    }
-
-    pub(crate) fn pos(&self) -> u64 {
-        self.pos
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Appends `data` at the current position.
-    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
-        match &mut self.out {
-            Output::File { .. } => {
-                if self.pending_at + self.pending.len() as u64 != self.pos {
-                    self.flush_pending()?;
-                    self.pending_at = self.pos;
-                }
-                self.pending.extend_from_slice(data);
-                if self.pending.len() >= GATHER {
-                    self.flush_pending()?;
-                    self.pending_at = self.pos + data.len() as u64;
-                }
-            }
-            Output::Stream(w) => w
-                .write_all(data)
-                .map_err(|e| Error::io(&self.name, format!("write at byte {}", self.pos), e))?,
-        }
-        self.pos += data.len() as u64;
-        Ok(())
-    }
-
-    /// Writes the gathered appends of a file.
-    fn flush_pending(&mut self) -> Result<()> {
-        if let Output::File { file, .. } = &mut self.out
-            && !self.pending.is_empty()
-        {
-            file.write_all_at(&self.pending, self.pending_at)
-                .map_err(|e| {
-                    Error::io(&self.name, format!("write at byte {}", self.pending_at), e)
-                })?;
-            self.pending.clear();
-        }
-        Ok(())
-    }
-
-    /// Moves the position forward to `to`: a hole in a file, zeros on a stream.
-    pub(crate) fn skip_to(&mut self, to: u64) -> Result<()> {
-        if to <= self.pos {
-            return Ok(());
-        }
-        if self.seekable() {
-            self.pos = to;
-            return Ok(());
-        }
-        while self.pos < to {
-            let n = (to - self.pos).min(ZEROS.len() as u64) as usize;
-            self.write(&ZEROS[..n])?;
-        }
-        Ok(())
-    }
-
-    /// Writes `data` at an earlier `offset` of a file (metadata filled in at the end).
-    pub(crate) fn write_at(&mut self, data: &[u8], offset: u64) -> Result<()> {
-        self.flush_pending()?;
-        match &mut self.out {
-            Output::File { file, .. } => file
-                .write_all_at(data, offset)
-                .map_err(|e| Error::io(&self.name, format!("write at byte {offset}"), e)),
-            Output::Stream(_) => Err(Error::Usage(format!(
-                "internal: a stream cannot be rewritten at byte {offset}"
-            ))),
-        }
-    }
-
-    /// Sets a file's length to `len` (a trailing hole), syncs it or flushes the stream;
-    /// returns the length.
-    pub(crate) fn finish(mut self, len: u64) -> Result<u64> {
-        self.skip_to(len)?;
-        self.flush_pending()?;
-        let name = self.name.clone();
-        match &mut self.out {
-            Output::File { file, .. } => {
-                file.set_len(len.max(self.pos))
-                    .map_err(|e| Error::io(&name, "set the length", e))?;
-                // Durable on return, as qemu-img's closing flush makes its outputs.
-                file.sync_data().map_err(|e| Error::io(&name, "sync", e))?;
-                file.seek(SeekFrom::End(0))
-                    .map_err(|e| Error::io(&name, "seek", e))?;
-            }
-            Output::Stream(w) => w.flush().map_err(|e| Error::io(&name, "flush", e))?,
-        }
-        Ok(self.pos.max(len))
     }
 }
 

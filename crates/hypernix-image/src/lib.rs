@@ -6,6 +6,7 @@
 //! [`CHUNK`]-sized pieces, detects zeros, applies a resize and feeds the writer, so nothing
 //! but metadata is ever buffered and no temporary file is made. [`open`] probes a format
 //! from its magic; [`create`] makes a writer for an output that is a file or a stream.
+//! [`import::import`] reads a qcow2, VMDK or VHDX image from a pipe, once, into a raw file.
 //! `docs/image-formats.md` describes what each format's reader and writer support.
 
 #![deny(missing_docs)]
@@ -14,9 +15,11 @@ pub mod convert;
 mod deflate;
 pub mod error;
 mod format;
+pub mod import;
 mod io;
 pub mod qcow2;
 pub mod raw;
+mod sink;
 pub mod vhdx;
 pub mod vmdk;
 
@@ -57,11 +60,11 @@ pub trait Reader: Send {
     }
 }
 
-/// An image being written: non-zero chunks arrive in ascending guest order.
+/// An image being written: runs of non-zero chunks arrive in ascending guest order.
 pub trait Writer {
-    /// Writes `data` at guest `offset` (a multiple of [`CHUNK`]; `data` is [`CHUNK`] long
-    /// except for the disk's last chunk).
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Writes `data`, one or more consecutive non-zero chunks, at guest `offset` (a multiple
+    /// of [`CHUNK`]; `data` is a multiple of [`CHUNK`] long unless it ends the disk).
+    fn write_chunks(&mut self, offset: u64, data: &[u8]) -> Result<()>;
     /// Writes the metadata and flushes; returns the bytes the output holds.
     fn finish(self: Box<Self>) -> Result<u64>;
 }

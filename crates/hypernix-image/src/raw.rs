@@ -7,7 +7,8 @@ use std::io::Read;
 
 use rustix::fs::SeekFrom;
 
-use crate::io::{Sink, file_len, read_exact_at};
+use crate::io::{file_len, read_exact_at};
+use crate::sink::Sink;
 use crate::{Error, Extent, Format, Output, Reader, Result, Writer};
 
 /// A raw image file.
@@ -147,7 +148,7 @@ impl RawWriter {
 }
 
 impl Writer for RawWriter {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write_chunks(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.sink.skip_to(offset)?;
         self.sink.write(data)
     }

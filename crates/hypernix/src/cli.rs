@@ -124,7 +124,7 @@ pub enum Command {
     Image(ImageCommand),
     /// Write a stopped unit's disk as raw, qcow2, VMDK or VHDX to a file or stdout.
     Export(crate::commands::image::ExportArgs),
-    /// Convert an image (a file, or raw on stdin) into a disk file.
+    /// Convert an image (a file, or qcow2, VMDK, VHDX or raw on stdin) into a disk file.
     Import(crate::commands::image::ImportArgs),
     /// Print a shell completion script.
     Completions {

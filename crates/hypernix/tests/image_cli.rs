@@ -146,6 +146,69 @@ fn import_from_stdin_and_files_made_by_qemu_img() {
 }
 
 #[test]
+fn import_qcow2_vmdk_and_vhdx_from_stdin_byte_for_byte() {
+    let dir = tempdir();
+    let src = source(dir.path());
+    for (name, fmt, opts) in [
+        ("plain.qcow2", "qcow2", "-q"),
+        ("packed.qcow2", "qcow2", "-c"),
+        ("stream.vmdk", "vmdk", "-osubformat=streamOptimized"),
+        ("sparse.vmdk", "vmdk", "-osubformat=monolithicSparse"),
+        ("dynamic.vhdx", "vhdx", "-osubformat=dynamic"),
+        ("fixed.vhdx", "vhdx", "-osubformat=fixed"),
+    ] {
+        let made = dir.path().join(name);
+        run(
+            "qemu-img",
+            &["convert", "-O", fmt, opts, &s(&src), &s(&made)],
+        );
+        let back = dir.path().join(format!("{name}.raw"));
+        sh(&format!(
+            "cat {} | \"$HNX\" import - -o {}",
+            s(&made),
+            s(&back)
+        ));
+        run("qemu-img", &["compare", &s(&src), &s(&back)]);
+        run("cmp", &[&s(&src), &s(&back)]);
+    }
+    // A cut stream fails, names the format and leaves no output behind.
+    let made = dir.path().join("stream.vmdk");
+    let half = std::fs::metadata(&made).unwrap().len() / 2;
+    let cut = dir.path().join("cut.raw");
+    let o = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "head -c {half} {} | \"$HNX\" import - -o {}",
+                s(&made),
+                s(&cut)
+            ),
+        ])
+        .env("HNX", bin())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("vmdk") && err.contains("ends"), "{err}");
+    assert!(!cut.exists(), "a failed import leaves no output");
+    // Only a raw file can take an image arriving on stdin.
+    let o = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "cat {} | \"$HNX\" import - -o {}",
+                s(&made),
+                s(&dir.path().join("x.qcow2"))
+            ),
+        ])
+        .env("HNX", bin())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("raw"), "{}", text(&o.stderr));
+}
+
+#[test]
 fn export_a_stopped_unit_and_refuse_a_running_one() {
     let dir = tempdir();
     let state = dir.path().join("state");

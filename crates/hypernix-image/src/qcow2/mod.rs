@@ -9,10 +9,10 @@ pub mod write;
 /// The magic at byte 0: `QFI\xfb`.
 const MAGIC: u32 = 0x5146_49fb;
 /// L2 entry: the cluster is compressed.
-const COMPRESSED: u64 = 1 << 62;
+pub(crate) const COMPRESSED: u64 = 1 << 62;
 /// L1/L2 entry: refcount is exactly one (writes may go in place).
 const COPIED: u64 = 1 << 63;
 /// L2 entry (v3): the cluster reads as zeros.
-const ZERO: u64 = 1;
+pub(crate) const ZERO: u64 = 1;
 /// The host offset bits of an L1 or uncompressed L2 entry.
-const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+pub(crate) const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;

@@ -31,55 +31,64 @@ pub struct Qcow2Reader {
     cluster: Option<(u64, Vec<u8>)>,
 }
 
-impl Qcow2Reader {
-    /// Opens `file` (named `name`) as qcow2, reading its header and L1 table.
-    pub fn new(file: File, name: &str) -> Result<Qcow2Reader> {
+/// What a qcow2 header says about the active layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub(crate) version: u32,
+    pub(crate) cluster_bits: u32,
+    pub(crate) size: u64,
+    pub(crate) l1_size: u64,
+    pub(crate) l1_offset: u64,
+}
+
+/// Bytes of header [`Header::parse`] looks at (a v3 header and its compression type).
+pub(crate) const HEADER_BYTES: usize = 112;
+
+impl Header {
+    /// Parses and checks an image's first [`HEADER_BYTES`] bytes (zeros past its end).
+    pub(crate) fn parse(h: &[u8; HEADER_BYTES], name: &str) -> Result<Header> {
         let bad = |offset: u64, what: String| Error::invalid(name, Format::Qcow2, offset, what);
         let unsupported =
             |feature: &str, hint: &str| Error::unsupported(name, Format::Qcow2, feature, hint);
-        let file_len = file_len(&file, name)?;
-        let mut h = [0u8; 112];
-        read_exact_at(&file, name, Format::Qcow2, &mut h[..72], 0, "header")?;
-        if be32(&h, 0) != MAGIC {
+        if be32(h, 0) != MAGIC {
             return Err(bad(
                 0,
-                format!("bad magic {:#010x} (expected QFI\\xfb)", be32(&h, 0)),
+                format!("bad magic {:#010x} (expected QFI\\xfb)", be32(h, 0)),
             ));
         }
-        let version = be32(&h, 4);
+        let version = be32(h, 4);
         if version != 2 && version != 3 {
             return Err(unsupported(
                 &format!("version {version}"),
                 "only versions 2 and 3 exist; is the file damaged?",
             ));
         }
-        if be64(&h, 8) != 0 {
+        if be64(h, 8) != 0 {
             return Err(unsupported(
                 "a backing file",
                 "flatten it first: `qemu-img convert -O qcow2 IN FLAT.qcow2`",
             ));
         }
-        let cluster_bits = be32(&h, 20);
+        let cluster_bits = be32(h, 20);
         if !(9..=21).contains(&cluster_bits) {
             return Err(bad(
                 20,
                 format!("cluster_bits {cluster_bits} is outside 9..=21"),
             ));
         }
-        let size = be64(&h, 24);
+        let size = be64(h, 24);
         if size > 1 << 56 {
             return Err(bad(24, format!("virtual size {size} is absurd")));
         }
-        if be32(&h, 32) != 0 {
+        if be32(h, 32) != 0 {
             return Err(unsupported(
                 "encryption",
                 "decrypt it first with `qemu-img convert --object secret,... --image-opts`",
             ));
         }
         if version == 3 {
-            read_exact_at(&file, name, Format::Qcow2, &mut h[72..104], 72, "v3 header")?;
-            let incompatible = be64(&h, 72);
-            let header_len = be32(&h, 100);
+            let incompatible = be64(h, 72);
+            let header_len = be32(h, 100);
             if incompatible & 2 != 0 {
                 return Err(bad(
                     72,
@@ -92,17 +101,11 @@ impl Qcow2Reader {
                     "convert it with `qemu-img convert` first",
                 ));
             }
-            if incompatible & 8 != 0 {
-                let mut t = [0u8; 1];
-                if header_len > 104 {
-                    read_exact_at(&file, name, Format::Qcow2, &mut t, 104, "compression type")?;
-                }
-                if t[0] != 0 {
-                    return Err(unsupported(
-                        "zstd compression",
-                        "recompress with `qemu-img convert -O qcow2 -c -o compression_type=zlib`",
-                    ));
-                }
+            if incompatible & 8 != 0 && header_len > 104 && h[104] != 0 {
+                return Err(unsupported(
+                    "zstd compression",
+                    "recompress with `qemu-img convert -O qcow2 -c -o compression_type=zlib`",
+                ));
             }
             if incompatible & 16 != 0 {
                 return Err(unsupported(
@@ -118,8 +121,8 @@ impl Qcow2Reader {
             }
         }
         let cluster = 1u64 << cluster_bits;
-        let l1_size = u64::from(be32(&h, 36));
-        let l1_offset = be64(&h, 40);
+        let l1_size = u64::from(be32(h, 36));
+        let l1_offset = be64(h, 40);
         let needed = size.div_ceil(cluster).div_ceil(cluster / 8);
         if l1_size < needed || l1_size > MAX_L1_ENTRIES {
             return Err(bad(
@@ -127,11 +130,45 @@ impl Qcow2Reader {
                 format!("l1_size {l1_size} does not fit a {size}-byte disk (needs {needed})"),
             ));
         }
-        if !l1_offset.is_multiple_of(cluster) || l1_offset.saturating_add(l1_size * 8) > file_len {
+        if !l1_offset.is_multiple_of(cluster) {
             return Err(bad(
                 40,
+                format!("the L1 table at {l1_offset} is not cluster-aligned"),
+            ));
+        }
+        Ok(Header {
+            version,
+            cluster_bits,
+            size,
+            l1_size,
+            l1_offset,
+        })
+    }
+}
+
+impl Qcow2Reader {
+    /// Opens `file` (named `name`) as qcow2, reading its header and L1 table.
+    pub fn new(file: File, name: &str) -> Result<Qcow2Reader> {
+        let file_len = file_len(&file, name)?;
+        let mut h = [0u8; HEADER_BYTES];
+        let have = file_len.min(HEADER_BYTES as u64) as usize;
+        read_exact_at(
+            &file,
+            name,
+            Format::Qcow2,
+            &mut h[..have.max(72)],
+            0,
+            "header",
+        )?;
+        let header = Header::parse(&h, name)?;
+        let (l1_offset, l1_size) = (header.l1_offset, header.l1_size);
+        if l1_offset.saturating_add(l1_size * 8) > file_len {
+            return Err(Error::invalid(
+                name,
+                Format::Qcow2,
+                40,
                 format!(
-                    "the L1 table at {l1_offset} ({l1_size} entries) is unaligned or past the end of the {file_len}-byte file"
+                    "the L1 table at {l1_offset} ({l1_size} entries) lies past the end of the {file_len}-byte file"
                 ),
             ));
         }
@@ -142,9 +179,9 @@ impl Qcow2Reader {
             file,
             name: name.to_string(),
             file_len,
-            size,
-            cluster_bits,
-            version,
+            size: header.size,
+            cluster_bits: header.cluster_bits,
+            version: header.version,
             l1,
             l2: None,
             inflate: Decompress::new_with_window_bits(false, 15),

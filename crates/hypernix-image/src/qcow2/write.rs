@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 
 use super::{COMPRESSED, COPIED, MAGIC};
 use crate::deflate::{Deflater, Flavour};
-use crate::io::{Sink, whole_chunk};
+use crate::io::whole_chunk;
+use crate::sink::Sink;
 use crate::{CHUNK, Error, Output, Result, Writer};
 
 /// Cluster size: one pipeline chunk.
@@ -193,9 +194,11 @@ impl Qcow2Writer {
         Ok(())
     }
 
-    /// Lays out the cluster at guest `offset`: compressed when given and it fits, else plain.
-    fn place(&mut self, offset: u64, cluster: &[u8], compressed: Option<&[u8]>) -> Result<()> {
-        let entry = match compressed {
+    /// Lays out the clusters at guest `offset`: one compressed cluster when given and it
+    /// fits, else `plain`, one or more clusters stored as they are, one after the other.
+    fn place(&mut self, offset: u64, plain: &[u8], compressed: Option<&[u8]>) -> Result<()> {
+        let index = offset / CLUSTER;
+        match compressed {
             Some(bytes) => {
                 let at = self.data_end;
                 let len = bytes.len() as u64;
@@ -204,23 +207,30 @@ impl Qcow2Writer {
                 let sectors = (at + len - 1) / 512 - at / 512;
                 self.reference(at, (at / 512 + sectors + 1) * 512);
                 self.data_end = at + len;
-                COMPRESSED | (sectors << 54) | at
+                self.map(index, COMPRESSED | (sectors << 54) | at);
             }
             None => {
                 let at = self.data_end.next_multiple_of(CLUSTER);
-                self.put(at, cluster)?;
-                self.reference(at, at + CLUSTER);
-                self.data_end = at + CLUSTER;
-                COPIED | at
+                self.put(at, plain)?;
+                // A short last cluster's tail reads as zeros: a hole, or the metadata's gap.
+                let end = at + (plain.len() as u64).next_multiple_of(CLUSTER);
+                self.reference(at, end);
+                self.data_end = end;
+                for (i, host) in (at..end).step_by(CLUSTER as usize).enumerate() {
+                    self.map(index + i as u64, COPIED | host);
+                }
             }
-        };
-        let index = offset / CLUSTER;
+        }
+        Ok(())
+    }
+
+    /// Sets the L2 entry of guest cluster `index`.
+    fn map(&mut self, index: u64, entry: u64) {
         let table = self
             .l2
             .entry(index / L2_ENTRIES)
             .or_insert_with(|| vec![0; L2_ENTRIES as usize]);
         table[(index % L2_ENTRIES) as usize] = entry;
-        Ok(())
     }
 
     /// Compresses and lays out the clusters waiting in the deflater.
@@ -235,14 +245,19 @@ impl Qcow2Writer {
 }
 
 impl Writer for Qcow2Writer {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let mut pad = Vec::new();
-        let cluster = whole_chunk(data, &mut pad);
-        match self.deflater.as_mut().map(|d| d.push(offset, cluster)) {
-            Some(true) => self.flush(),
-            Some(false) => Ok(()),
-            None => self.place(offset, cluster, None),
+    fn write_chunks(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        if self.deflater.is_none() {
+            return self.place(offset, data, None);
         }
+        let mut pad = Vec::new();
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            let cluster = whole_chunk(chunk, &mut pad);
+            let at = offset + (i * CHUNK) as u64;
+            if self.deflater.as_mut().is_some_and(|d| d.push(at, cluster)) {
+                self.flush()?;
+            }
+        }
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {

@@ -24,12 +24,12 @@ const HEADER_SIZE: usize = 4 << 10;
 /// A region table's checksummed size.
 const REGION_TABLE_SIZE: usize = 64 << 10;
 /// One mebibyte: the alignment of regions and payload blocks.
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// BAT state: the block is in the file.
-const PAYLOAD_FULLY_PRESENT: u64 = 6;
+pub(crate) const PAYLOAD_FULLY_PRESENT: u64 = 6;
 /// BAT state: part of the block is in a parent (differencing disks).
-const PAYLOAD_PARTIALLY_PRESENT: u64 = 7;
+pub(crate) const PAYLOAD_PARTIALLY_PRESENT: u64 = 7;
 
 /// A GUID in its on-disk byte order from its text form's fields.
 const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> [u8; 16] {
@@ -98,7 +98,7 @@ fn chunk_ratio(block_size: u64, logical_sector: u64) -> u64 {
 }
 
 /// The BAT index of payload block `block`.
-fn bat_index(block: u64, ratio: u64) -> u64 {
+pub(crate) fn bat_index(block: u64, ratio: u64) -> u64 {
     block + block / ratio
 }
 

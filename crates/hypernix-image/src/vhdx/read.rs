@@ -26,34 +26,35 @@ pub struct VhdxReader {
     bat: Vec<u64>,
 }
 
-impl VhdxReader {
-    /// Opens `file` (named `name`) as VHDX: headers, region table, metadata and BAT.
-    pub fn new(file: File, name: &str) -> Result<VhdxReader> {
+/// Bytes from the start of a VHDX that hold both headers and both region tables.
+pub(crate) const SECTION: usize = 320 << 10;
+
+/// Where the BAT and the metadata region lie: (offset, length) each.
+pub(crate) struct Regions {
+    pub(crate) bat: (u64, u64),
+    pub(crate) metadata: (u64, u64),
+}
+
+impl Regions {
+    /// Checks the file identifier, the current header and a region table in `section`, the
+    /// first [`SECTION`] bytes of an image of `file_len` bytes (zeros past its end).
+    pub(crate) fn parse(section: &[u8], name: &str, file_len: u64) -> Result<Regions> {
         let bad = |offset: u64, what: String| Error::invalid(name, Format::Vhdx, offset, what);
-        let read = |buf: &mut [u8], at: u64, what: &str| {
-            read_exact_at(&file, name, Format::Vhdx, buf, at, what)
-        };
-        let file_len = file_len(&file, name)?;
-        let mut magic = [0u8; 8];
-        read(&mut magic, 0, "file identifier")?;
-        if &magic != FILE_MAGIC {
+        if section.len() < SECTION || &section[..8] != FILE_MAGIC {
             return Err(bad(0, "bad magic (expected vhdxfile)".into()));
         }
         // The current header: the valid one with the higher sequence number.
-        let mut current: Option<(u64, Vec<u8>)> = None;
+        let mut current: Option<&[u8]> = None;
         for at in HEADERS {
-            let mut h = vec![0u8; HEADER_SIZE];
-            if read(&mut h, at, "header").is_err() {
-                continue;
-            }
-            if le32(&h, 0) == HEADER_MAGIC
-                && le32(&h, 4) == checksum(&h)
-                && current.as_ref().is_none_or(|(seq, _)| le64(&h, 8) > *seq)
+            let h = &section[at as usize..at as usize + HEADER_SIZE];
+            if le32(h, 0) == HEADER_MAGIC
+                && le32(h, 4) == checksum(h)
+                && current.is_none_or(|c| le64(h, 8) > le64(c, 8))
             {
-                current = Some((le64(&h, 8), h));
+                current = Some(h);
             }
         }
-        let (_, header) = current.ok_or_else(|| {
+        let header = current.ok_or_else(|| {
             bad(
                 HEADERS[0],
                 "neither header has a valid signature and checksum".into(),
@@ -67,39 +68,32 @@ impl VhdxReader {
                 "replay it with `qemu-img check -r all` first",
             ));
         }
-        if le16(&header, 66) != 1 {
+        if le16(header, 66) != 1 {
             return Err(Error::unsupported(
                 name,
                 Format::Vhdx,
-                format!("version {}", le16(&header, 66)),
+                format!("version {}", le16(header, 66)),
                 "only version 1 exists; is the file damaged?",
             ));
         }
-        let mut table = None;
-        for at in REGION_TABLES {
-            let mut rt = vec![0u8; REGION_TABLE_SIZE];
-            if read(&mut rt, at, "region table").is_ok()
-                && le32(&rt, 0) == REGION_MAGIC
-                && le32(&rt, 4) == checksum(&rt)
-            {
-                table = Some(rt);
-                break;
-            }
-        }
-        let rt = table.ok_or_else(|| {
-            bad(
-                REGION_TABLES[0],
-                "neither region table has a valid signature and checksum".into(),
-            )
-        })?;
-        let count = le32(&rt, 8) as usize;
+        let rt = REGION_TABLES
+            .iter()
+            .map(|&at| &section[at as usize..at as usize + REGION_TABLE_SIZE])
+            .find(|rt| le32(rt, 0) == REGION_MAGIC && le32(rt, 4) == checksum(rt))
+            .ok_or_else(|| {
+                bad(
+                    REGION_TABLES[0],
+                    "neither region table has a valid signature and checksum".into(),
+                )
+            })?;
+        let count = le32(rt, 8) as usize;
         if count > 2047 {
             return Err(bad(
                 REGION_TABLES[0] + 8,
                 format!("{count} region entries is more than a table holds"),
             ));
         }
-        let (mut bat_region, mut meta_region) = (None, None);
+        let (mut bat, mut metadata) = (None, None);
         for e in rt[16..16 + 32 * count].chunks_exact(32) {
             let region = (le64(e, 16), u64::from(le32(e, 24)));
             if !region.0.is_multiple_of(MIB) || region.0.saturating_add(region.1) > file_len {
@@ -112,9 +106,9 @@ impl VhdxReader {
                 ));
             }
             if e[..16] == BAT_REGION {
-                bat_region = Some(region);
+                bat = Some(region);
             } else if e[..16] == METADATA_REGION {
-                meta_region = Some(region);
+                metadata = Some(region);
             } else if le32(e, 28) & 1 != 0 {
                 return Err(Error::unsupported(
                     name,
@@ -124,71 +118,88 @@ impl VhdxReader {
                 ));
             }
         }
-        let ((bat_at, bat_len), (meta_at, meta_len)) =
-            bat_region.zip(meta_region).ok_or_else(|| {
-                bad(
-                    REGION_TABLES[0],
-                    "the region table lacks the BAT or the metadata region".into(),
-                )
-            })?;
-        let meta = Metadata::read(&file, name, meta_at, meta_len)?;
-        if meta.has_parent {
-            return Err(Error::unsupported(
-                name,
-                Format::Vhdx,
-                "a parent (a differencing disk)",
-                "merge it into its parent first",
-            ));
-        }
-        let ratio = chunk_ratio(meta.block, meta.sector);
-        let blocks = meta.size.div_ceil(meta.block);
-        let entries = blocks + blocks.saturating_sub(1) / ratio;
-        if entries > MAX_BAT_ENTRIES || entries * 8 > bat_len {
-            return Err(bad(
-                bat_at,
-                format!(
-                    "the BAT region ({bat_len} bytes) cannot hold the {entries} entries a {}-byte disk needs",
-                    meta.size
-                ),
-            ));
-        }
+        let (bat, metadata) = bat.zip(metadata).ok_or_else(|| {
+            bad(
+                REGION_TABLES[0],
+                "the region table lacks the BAT or the metadata region".into(),
+            )
+        })?;
+        Ok(Regions { bat, metadata })
+    }
+}
+
+impl VhdxReader {
+    /// Opens `file` (named `name`) as VHDX: headers, region table, metadata and BAT.
+    pub fn new(file: File, name: &str) -> Result<VhdxReader> {
+        let file_len = file_len(&file, name)?;
+        let mut section = vec![0u8; SECTION];
+        let have = file_len.min(SECTION as u64) as usize;
+        read_exact_at(
+            &file,
+            name,
+            Format::Vhdx,
+            &mut section[..have],
+            0,
+            "header section",
+        )?;
+        let regions = Regions::parse(&section, name, file_len)?;
+        let (meta_at, meta_len) = regions.metadata;
+        let mut m = vec![0u8; Metadata::checked_len(meta_at, meta_len, name)?];
+        read_exact_at(
+            &file,
+            name,
+            Format::Vhdx,
+            &mut m,
+            meta_at,
+            "metadata region",
+        )?;
+        let meta = Metadata::parse(&m, meta_at, name)?;
+        let (bat_at, entries) = meta.bat_entries(regions.bat, name)?;
         let mut raw = vec![0u8; (entries * 8) as usize];
-        read(&mut raw, bat_at, "BAT")?;
+        read_exact_at(&file, name, Format::Vhdx, &mut raw, bat_at, "BAT")?;
         Ok(VhdxReader {
             file,
             name: name.to_string(),
             file_len,
             size: meta.size,
             block: meta.block,
-            ratio,
+            ratio: meta.ratio(),
             bat: raw.chunks_exact(8).map(|e| le64(e, 0)).collect(),
         })
     }
 }
 
 /// What the metadata region says.
-struct Metadata {
-    block: u64,
-    has_parent: bool,
-    size: u64,
+pub(crate) struct Metadata {
+    pub(crate) block: u64,
+    pub(crate) size: u64,
     sector: u64,
 }
 
 impl Metadata {
-    fn read(file: &File, name: &str, at: u64, len: u64) -> Result<Metadata> {
-        let bad = |offset: u64, what: String| Error::invalid(name, Format::Vhdx, offset, what);
+    /// The metadata region's length, checked to be sane before it is read.
+    pub(crate) fn checked_len(at: u64, len: u64, name: &str) -> Result<usize> {
         if !(64 << 10..=256 * MIB).contains(&len) {
-            return Err(bad(at, format!("a {len}-byte metadata region is absurd")));
+            return Err(Error::invalid(
+                name,
+                Format::Vhdx,
+                at,
+                format!("a {len}-byte metadata region is absurd"),
+            ));
         }
-        let mut m = vec![0u8; len as usize];
-        read_exact_at(file, name, Format::Vhdx, &mut m, at, "metadata region")?;
-        if &m[..8] != METADATA_MAGIC {
+        Ok(len as usize)
+    }
+
+    /// Parses the metadata region `m`, read from byte `at`; refuses differencing disks.
+    pub(crate) fn parse(m: &[u8], at: u64, name: &str) -> Result<Metadata> {
+        let bad = |offset: u64, what: String| Error::invalid(name, Format::Vhdx, offset, what);
+        if m.len() < 64 << 10 || &m[..8] != METADATA_MAGIC {
             return Err(bad(
                 at,
                 "bad metadata table signature (expected metadata)".into(),
             ));
         }
-        let count = usize::from(le16(&m, 10)).min(2047);
+        let count = usize::from(le16(m, 10)).min(2047);
         let item = |id: &[u8; 16], want: usize| -> Result<&[u8]> {
             let e = m[32..32 + 32 * count]
                 .chunks_exact(32)
@@ -208,6 +219,14 @@ impl Metadata {
         let has_parent = le32(params, 4) & 2 != 0;
         let size = le64(item(&VIRTUAL_DISK_SIZE, 8)?, 0);
         let sector = u64::from(le32(item(&LOGICAL_SECTOR, 4)?, 0));
+        if has_parent {
+            return Err(Error::unsupported(
+                name,
+                Format::Vhdx,
+                "a parent (a differencing disk)",
+                "merge it into its parent first",
+            ));
+        }
         if !block.is_power_of_two() || !(MIB..=256 * MIB).contains(&block) {
             return Err(bad(
                 at,
@@ -228,10 +247,32 @@ impl Metadata {
         }
         Ok(Metadata {
             block,
-            has_parent,
             size,
             sector,
         })
+    }
+
+    /// Payload entries per sector-bitmap entry.
+    pub(crate) fn ratio(&self) -> u64 {
+        chunk_ratio(self.block, self.sector)
+    }
+
+    /// The BAT's offset and entry count, checked against the `(offset, length)` region.
+    pub(crate) fn bat_entries(&self, (at, len): (u64, u64), name: &str) -> Result<(u64, u64)> {
+        let blocks = self.size.div_ceil(self.block);
+        let entries = blocks + blocks.saturating_sub(1) / self.ratio();
+        if entries > MAX_BAT_ENTRIES || entries * 8 > len {
+            return Err(Error::invalid(
+                name,
+                Format::Vhdx,
+                at,
+                format!(
+                    "the BAT region ({len} bytes) cannot hold the {entries} entries a {}-byte disk needs",
+                    self.size
+                ),
+            ));
+        }
+        Ok((at, entries))
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
     REGION_MAGIC, REGION_TABLE_SIZE, REGION_TABLES, VIRTUAL_DISK_SIZE, bat_index, checksum,
     chunk_ratio,
 };
-use crate::io::Sink;
+use crate::sink::Sink;
 use crate::{Error, Output, Result, Writer};
 
 /// The logical sector size written.
@@ -169,15 +169,20 @@ impl VhdxWriter {
 }
 
 impl Writer for VhdxWriter {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let block = offset / self.block;
-        let entry = bat_index(block, self.ratio) as usize;
-        if self.bat[entry] == 0 {
-            self.bat[entry] = self.next | PAYLOAD_FULLY_PRESENT;
-            self.next += self.block;
+    fn write_chunks(&mut self, mut offset: u64, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let within = offset % self.block;
+            let n = data.len().min((self.block - within) as usize);
+            let entry = bat_index(offset / self.block, self.ratio) as usize;
+            if self.bat[entry] == 0 {
+                self.bat[entry] = self.next | PAYLOAD_FULLY_PRESENT;
+                self.next += self.block;
+            }
+            let at = (self.bat[entry] & !(MIB - 1)) + within;
+            self.sink.write_at(&data[..n], at)?;
+            (offset, data) = (offset + n as u64, &data[n..]);
         }
-        let at = (self.bat[entry] & !(MIB - 1)) + offset % self.block;
-        self.sink.write_at(data, at)
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {

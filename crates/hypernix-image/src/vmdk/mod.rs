@@ -10,46 +10,47 @@ pub mod write;
 use crate::io::{le16, le32, le64};
 
 /// `KDMV` read as a little-endian u32.
-const MAGIC: u32 = 0x564d_444b;
+pub(crate) const MAGIC: u32 = 0x564d_444b;
 /// The header's gdOffset when the GD is found through the footer.
-const GD_AT_END: u64 = u64::MAX;
+pub(crate) const GD_AT_END: u64 = u64::MAX;
 /// Flag: the newline-detection characters are valid.
 const FLAG_NL_DETECT: u32 = 1;
 /// Flag: a GT entry of 1 means a zeroed grain.
-const FLAG_ZERO_GRAIN: u32 = 1 << 2;
+pub(crate) const FLAG_ZERO_GRAIN: u32 = 1 << 2;
 /// Flag: grains are compressed.
 const FLAG_COMPRESSED: u32 = 1 << 16;
 /// Flag: grains and tables are preceded by markers.
-const FLAG_MARKERS: u32 = 1 << 17;
+pub(crate) const FLAG_MARKERS: u32 = 1 << 17;
 /// compressAlgorithm: deflate (zlib streams).
 const DEFLATE: u16 = 1;
 /// Metadata marker types.
-const MARKER_EOS: u32 = 0;
+pub(crate) const MARKER_EOS: u32 = 0;
 /// A grain table follows.
-const MARKER_GT: u32 = 1;
+pub(crate) const MARKER_GT: u32 = 1;
 /// The grain directory follows.
-const MARKER_GD: u32 = 2;
+pub(crate) const MARKER_GD: u32 = 2;
 /// The footer (a copy of the header) follows.
-const MARKER_FOOTER: u32 = 3;
+pub(crate) const MARKER_FOOTER: u32 = 3;
 
 /// The fields of a sparse extent header that matter here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Header {
-    version: u32,
-    flags: u32,
-    capacity: u64,
-    grain: u64,
-    desc_offset: u64,
-    desc_size: u64,
-    gtes_per_gt: u32,
-    rgd_offset: u64,
-    gd_offset: u64,
-    overhead: u64,
-    compression: u16,
+pub(crate) struct Header {
+    pub(crate) version: u32,
+    pub(crate) flags: u32,
+    pub(crate) capacity: u64,
+    pub(crate) grain: u64,
+    pub(crate) desc_offset: u64,
+    pub(crate) desc_size: u64,
+    pub(crate) gtes_per_gt: u32,
+    pub(crate) rgd_offset: u64,
+    pub(crate) gd_offset: u64,
+    pub(crate) overhead: u64,
+    pub(crate) compression: u16,
 }
 
 impl Header {
-    fn parse(b: &[u8; 512]) -> Header {
+    /// Reads the fields of a header sector.
+    pub(crate) fn parse(b: &[u8; 512]) -> Header {
         Header {
             version: le32(b, 4),
             flags: le32(b, 8),

@@ -12,9 +12,9 @@ use crate::io::{file_len, le32, read_exact_at};
 use crate::{Error, Extent, Format, Reader, Result};
 
 /// The largest grain qemu accepts: 2 MiB (4096 sectors).
-const MAX_GRAIN_SECTORS: u64 = 4096;
+pub(crate) const MAX_GRAIN_SECTORS: u64 = 4096;
 /// The most grain directory entries read into memory.
-const MAX_GD_ENTRIES: u64 = 8 << 20;
+pub(crate) const MAX_GD_ENTRIES: u64 = 8 << 20;
 
 /// A VMDK sparse extent opened for reading.
 pub struct VmdkReader {
@@ -65,55 +65,7 @@ impl VmdkReader {
             }
             header = Header::parse(&footer);
         }
-        if header.capacity == 0 {
-            return Err(Error::unsupported(
-                name,
-                Format::Vmdk,
-                "extents in other files (a descriptor-only VMDK)",
-                "convert it with `qemu-img convert -O vmdk -o subformat=monolithicSparse` first",
-            ));
-        }
-        if !(1..=3).contains(&header.version) {
-            return Err(Error::unsupported(
-                name,
-                Format::Vmdk,
-                format!("version {}", header.version),
-                "only versions 1 to 3 exist; is the file damaged?",
-            ));
-        }
-        if header.grain == 0 || header.grain > MAX_GRAIN_SECTORS || !header.grain.is_power_of_two()
-        {
-            return Err(bad(
-                20,
-                format!(
-                    "grain size {} sectors is not a power of two up to {MAX_GRAIN_SECTORS}",
-                    header.grain
-                ),
-            ));
-        }
-        if header.gtes_per_gt == 0 || header.gtes_per_gt > 1 << 16 {
-            return Err(bad(
-                44,
-                format!(
-                    "{} grain table entries per table is absurd",
-                    header.gtes_per_gt
-                ),
-            ));
-        }
-        if header.capacity > (1 << 56) / 512 {
-            return Err(bad(
-                12,
-                format!("capacity {} sectors is absurd", header.capacity),
-            ));
-        }
-        if header.compression > 1 {
-            return Err(Error::unsupported(
-                name,
-                Format::Vmdk,
-                format!("compression algorithm {}", header.compression),
-                "only deflate exists; is the file damaged?",
-            ));
-        }
+        header.check(name)?;
         let entries = header
             .capacity
             .div_ceil(header.grain * u64::from(header.gtes_per_gt));
@@ -282,5 +234,61 @@ impl Reader for VmdkReader {
             done += n;
         }
         Ok(extent)
+    }
+}
+
+impl Header {
+    /// Refuses a header whose fields no reader can follow.
+    pub(crate) fn check(&self, name: &str) -> Result<()> {
+        let bad = |offset: u64, what: String| Error::invalid(name, Format::Vmdk, offset, what);
+        if self.capacity == 0 {
+            return Err(Error::unsupported(
+                name,
+                Format::Vmdk,
+                "extents in other files (a descriptor-only VMDK)",
+                "convert it with `qemu-img convert -O vmdk -o subformat=monolithicSparse` first",
+            ));
+        }
+        if !(1..=3).contains(&self.version) {
+            return Err(Error::unsupported(
+                name,
+                Format::Vmdk,
+                format!("version {}", self.version),
+                "only versions 1 to 3 exist; is the file damaged?",
+            ));
+        }
+        if self.grain == 0 || self.grain > MAX_GRAIN_SECTORS || !self.grain.is_power_of_two() {
+            return Err(bad(
+                20,
+                format!(
+                    "grain size {} sectors is not a power of two up to {MAX_GRAIN_SECTORS}",
+                    self.grain
+                ),
+            ));
+        }
+        if self.gtes_per_gt == 0 || self.gtes_per_gt > 1 << 16 {
+            return Err(bad(
+                44,
+                format!(
+                    "{} grain table entries per table is absurd",
+                    self.gtes_per_gt
+                ),
+            ));
+        }
+        if self.capacity > (1 << 56) / 512 {
+            return Err(bad(
+                12,
+                format!("capacity {} sectors is absurd", self.capacity),
+            ));
+        }
+        if self.compression > 1 {
+            return Err(Error::unsupported(
+                name,
+                Format::Vmdk,
+                format!("compression algorithm {}", self.compression),
+                "only deflate exists; is the file damaged?",
+            ));
+        }
+        Ok(())
     }
 }

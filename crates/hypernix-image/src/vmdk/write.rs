@@ -15,7 +15,8 @@ use super::{
     MARKER_FOOTER, MARKER_GD, MARKER_GT, marker,
 };
 use crate::deflate::{Deflater, Flavour};
-use crate::io::{Sink, whole_chunk};
+use crate::io::whole_chunk;
+use crate::sink::Sink;
 use crate::{CHUNK, Error, Output, Result, Writer};
 
 /// Grain size in sectors: one pipeline chunk.
@@ -134,14 +135,16 @@ impl VmdkWriter {
 }
 
 impl Writer for VmdkWriter {
-    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write_chunks(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let mut pad = Vec::new();
-        let grain = whole_chunk(data, &mut pad);
-        let full = self
-            .deflater
-            .as_mut()
-            .is_some_and(|d| d.push(offset, grain));
-        if full { self.flush() } else { Ok(()) }
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            let grain = whole_chunk(chunk, &mut pad);
+            let at = offset + (i * CHUNK) as u64;
+            if self.deflater.as_mut().is_some_and(|d| d.push(at, grain)) {
+                self.flush()?;
+            }
+        }
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {

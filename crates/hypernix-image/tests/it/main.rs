@@ -5,3 +5,4 @@ mod kit;
 mod malformed;
 mod props;
 mod qemu;
+mod stream;

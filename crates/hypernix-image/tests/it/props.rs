@@ -1,8 +1,9 @@
-//! Random bytes never panic the probe or the parsers.
+//! Random bytes never panic the probe, the parsers or the stream importer.
 
 use std::io::Write;
 
-use hypernix_image::Format;
+use hypernix_image::import::import;
+use hypernix_image::{Format, Options, Output};
 use proptest::prelude::*;
 
 /// Opens `bytes` as `format` and reads a few chunks; any outcome but a panic is fine.
@@ -18,6 +19,17 @@ fn poke(bytes: &[u8], format: Option<Format>) {
             let _ = r.read_at(at, &mut buf[..n]);
         }
     }
+}
+
+/// Imports `bytes` as a stream of `format`; any outcome but a panic is fine.
+fn poke_stream(bytes: Vec<u8>, format: Format) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let output = Output::File {
+        file: out.reopen().unwrap(),
+        name: "out".into(),
+    };
+    let input = Box::new(std::io::Cursor::new(bytes));
+    let _ = import(input, "-", format, output, &Options::default(), 1 << 20);
 }
 
 /// A header-sized buffer starting with a format's magic, the rest random.
@@ -45,5 +57,15 @@ proptest! {
     ) {
         let magic: &'static [u8] = [&b"QFI\xfb"[..], b"KDMV", b"vhdxfile"][which];
         poke(&with_magic(magic, rest), None);
+    }
+
+    #[test]
+    fn random_streams_behind_each_magic_never_panic(
+        rest in proptest::collection::vec(any::<u8>(), 0..4096),
+        which in 0usize..3,
+    ) {
+        let (magic, format): (&'static [u8], Format) =
+            [(&b"QFI\xfb"[..], Format::Qcow2), (b"KDMV", Format::Vmdk), (b"vhdxfile", Format::Vhdx)][which];
+        poke_stream(with_magic(magic, rest), format);
     }
 }

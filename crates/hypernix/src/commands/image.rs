@@ -2,7 +2,7 @@
 //! conversion (hypernix-image) between files, stdin and stdout.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, IsTerminal};
+use std::io::{BufWriter, Cursor, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use serde_json::json;
 
 use hypernix_daemon::layout::Layout;
 use hypernix_image::raw::RawStream;
-use hypernix_image::{Format, Options, Output, Reader, Summary};
+use hypernix_image::{Format, Options, Output, Reader, Summary, import};
 use hypernix_vmm::rundir::RunDir;
 
 use crate::cli::{ImageCommand, OutputArgs};
@@ -39,7 +39,8 @@ pub struct TargetArgs {
 /// `hypernix image convert` arguments.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The source image, or `-` for a raw image on stdin (needs --size).
+    /// The source image, or `-` for stdin: qcow2, VMDK or VHDX (to a raw file), or raw
+    /// (with --size).
     pub input: String,
     /// The output file, or `-` for stdout.
     pub output: String,
@@ -80,9 +81,10 @@ pub struct ExportArgs {
 /// `hypernix import` arguments.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The image to import, or `-` for stdin (raw only, with --size).
+    /// The image to import, or `-` for stdin: qcow2, VMDK or VHDX (to a raw file), or raw
+    /// (with --size).
     pub input: String,
-    /// The input's format (default: probed from its magic; raw for stdin).
+    /// The input's format (default: probed from its magic; raw when stdin has none).
     #[arg(long)]
     pub format: Option<Format>,
     /// The file to write.
@@ -117,8 +119,8 @@ fn convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
             )
         })?,
     };
-    let reader = open_input(&args.input, args.from, args.target.size)?;
-    run_conversion(reader, &args.input, &args.output, to, &args.target)
+    let source = open_input(&args.input, args.from, args.target.size)?;
+    run_conversion(source, &args.input, &args.output, to, &args.target)
 }
 
 /// `hypernix export UNIT --format F`.
@@ -147,7 +149,13 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let name = path.display().to_string();
     let reader = hypernix_image::open(&path, Some(Format::Raw))?;
-    run_conversion(reader, &name, &args.output, args.format, &args.target)
+    run_conversion(
+        Source::Reader(reader),
+        &name,
+        &args.output,
+        args.format,
+        &args.target,
+    )
 }
 
 /// `hypernix import IN -o FILE`.
@@ -157,8 +165,8 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .to
         .or_else(|| Format::from_extension(&output))
         .unwrap_or(Format::Raw);
-    let reader = open_input(&args.input, args.format, args.target.size)?;
-    run_conversion(reader, &args.input, &output, to, &args.target)
+    let source = open_input(&args.input, args.format, args.target.size)?;
+    run_conversion(source, &args.input, &output, to, &args.target)
 }
 
 /// The unit's only disk's name.
@@ -199,34 +207,58 @@ fn running(layout: &Layout, unit: &str) -> anyhow::Result<Option<u32>> {
     Ok(pid.filter(|pid| Path::new(&format!("/proc/{pid}")).exists()))
 }
 
-/// A reader for `input` (`-`: a raw stream on stdin of `size` bytes).
-fn open_input(
-    input: &str,
-    format: Option<Format>,
-    size: Option<u64>,
-) -> anyhow::Result<Box<dyn Reader>> {
-    if input != "-" {
-        return Ok(hypernix_image::open(Path::new(input), format)?);
-    }
-    if format.is_some_and(|f| f != Format::Raw) {
-        bail!(
-            "only a raw image can be read from stdin; give the {} image as a file",
-            format.map_or("", |f| f.name())
-        );
-    }
-    let size =
-        size.context("the size of a raw image on stdin is not known in advance; pass --size")?;
-    Ok(Box::new(RawStream::new(Box::new(std::io::stdin()), size)))
+/// What is converted: an image to read at will, or a non-raw image arriving on stdin.
+enum Source {
+    /// A file, or raw bytes on stdin.
+    Reader(Box<dyn Reader>),
+    /// A qcow2, VMDK or VHDX image on stdin, imported in one pass.
+    Stream(Box<dyn Read + Send>, Format),
 }
 
-/// Converts into `output` (`-`: stdout) and reports.
+/// The source `input` names (`-`: stdin, raw of `size` bytes or probed from its magic).
+fn open_input(input: &str, format: Option<Format>, size: Option<u64>) -> anyhow::Result<Source> {
+    if input != "-" {
+        return Ok(Source::Reader(hypernix_image::open(
+            Path::new(input),
+            format,
+        )?));
+    }
+    let mut stdin = std::io::stdin();
+    let mut head = Vec::new();
+    if format != Some(Format::Raw) {
+        (&mut stdin)
+            .take(8)
+            .read_to_end(&mut head)
+            .context("cannot read stdin")?;
+    }
+    let format = format
+        .or_else(|| Format::from_magic(&head))
+        .unwrap_or(Format::Raw);
+    let stream: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(stdin));
+    if format != Format::Raw {
+        return Ok(Source::Stream(stream, format));
+    }
+    let size = size.context(
+        "stdin is read as raw (--format raw, or no qcow2, VMDK or VHDX magic), whose size is not known in advance; pass --size",
+    )?;
+    Ok(Source::Reader(Box::new(RawStream::new(stream, size))))
+}
+
+/// Converts `source` into `output` (`-`: stdout) and reports.
 fn run_conversion(
-    mut reader: Box<dyn Reader>,
-    source: &str,
+    source: Source,
+    name: &str,
     output: &str,
     format: Format,
     target: &TargetArgs,
 ) -> anyhow::Result<ExitCode> {
+    if let Source::Stream(_, from) = &source
+        && (format != Format::Raw || output == "-")
+    {
+        bail!(
+            "a {from} image on stdin is imported into a raw file only (its tables may follow its data); write a .raw file, or pass the image as a file to make {format}"
+        );
+    }
     let out = if output == "-" {
         if std::io::stdout().is_terminal() {
             bail!("refusing to write a disk image to a terminal; redirect stdout or pass a file");
@@ -236,7 +268,7 @@ fn run_conversion(
             std::io::stdout(),
         )))
     } else {
-        if source != "-" && same_file(Path::new(source), Path::new(output)) {
+        if name != "-" && same_file(Path::new(name), Path::new(output)) {
             bail!("{output} is the input; write to another file");
         }
         let file: File = OpenOptions::new()
@@ -255,19 +287,24 @@ fn run_conversion(
         force: target.force,
         compress: target.compress,
     };
-    let bar = bar(&format!("{source} → {format}"));
+    let bar = bar(&format!("{name} → {format}"));
     let started = Instant::now();
-    let summary = hypernix_image::convert(
-        reader.as_mut(),
-        source,
-        out,
-        format,
-        &opts,
-        &mut |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    );
+    let summary = match source {
+        Source::Reader(mut reader) => hypernix_image::convert(
+            reader.as_mut(),
+            name,
+            out,
+            format,
+            &opts,
+            &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+        ),
+        Source::Stream(input, from) => {
+            import::import(input, name, from, out, &opts, import::BUDGET)
+        }
+    };
     bar.finish_and_clear();
     if summary.is_err() && output != "-" {
         // A half-written image must not pass for a good one.
