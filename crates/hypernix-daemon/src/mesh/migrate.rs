@@ -177,6 +177,7 @@ impl Daemon {
             migrate::prepare_incoming(&vm, &disks, &incoming(&ports), &self.migration_options()?)
                 .await
                 .map_err(|e| unit_err(name, e.to_string()))?;
+            self.watch_incoming(mesh, name, vm);
             Ok(ports)
         }
         .await;
