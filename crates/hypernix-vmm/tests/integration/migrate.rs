@@ -46,9 +46,15 @@ pub(crate) async fn counting_source(name: &str) -> (Guard, Vm) {
     let spec = with_disk(kit::spec(name).await, &disk, false);
     let vm = Vm::spawn(&spec, guard.path()).await.expect("source starts");
     kit::wait_ready(&guard, name, 1, Duration::from_secs(120)).await;
-    let mut console = tokio::net::UnixStream::connect(vm.run_dir().console_socket())
+    let (mut echo, mut console) = tokio::net::UnixStream::connect(vm.run_dir().console_socket())
         .await
-        .expect("console socket");
+        .expect("console socket")
+        .into_split();
+    // What the guest prints comes here too: left unread, it fills the socket (a buffer
+    // per byte the serial port sends) and QEMU stops the guest's console, log included.
+    let drain = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut echo, &mut tokio::io::sink()).await;
+    });
     // The shell may not read the first line: send the loop until the guest counts.
     for _ in 0..3 {
         console.write_all(b"\n").await.unwrap();
@@ -60,6 +66,7 @@ pub(crate) async fn counting_source(name: &str) -> (Guard, Vm) {
             }
         });
         if counting.await.is_ok() {
+            drain.abort();
             return (guard, vm);
         }
     }
