@@ -12,7 +12,11 @@
 //! 3. [`finish_incoming`] on the destination: the NBD server stops and the guest resumes.
 //!
 //! Any failure in step 2 cancels the migration and the mirrors and resumes the source if
-//! the migration had paused it: the source keeps running, unharmed.
+//! the migration had paused it: the source keeps running, unharmed. A dead connection
+//! (the network cut, packets vanishing) raises no error in QEMU, which waits on it for
+//! as long as TCP retransmits: so a mirror or a memory migration whose byte counter stays
+//! put for [`Options::stall_timeout`] fails too, and the cancel first yanks (shuts down)
+//! the stuck NBD and migration connections so that nothing waits on them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -87,6 +91,8 @@ pub struct Options {
     pub multifd_channels: Option<u8>,
     /// Give up (and cancel) after this long.
     pub timeout: Duration,
+    /// Give up (and cancel) when no disk or memory byte moved for this long.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Options {
@@ -96,6 +102,7 @@ impl Default for Options {
             auto_converge: true,
             multifd_channels: None,
             timeout: Duration::from_secs(600),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -142,6 +149,51 @@ pub enum MigrateError {
         /// The limit.
         timeout: Duration,
     },
+    /// No byte moved for [`Options::stall_timeout`]: the destination or the network
+    /// between them is gone.
+    #[error(
+        "{step} made no progress for {after:?}; cancelled, the source keeps running \
+         (check the destination and the network to it)"
+    )]
+    Stalled {
+        /// What made no progress.
+        step: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+}
+
+/// A byte counter watched for progress.
+struct Stall {
+    step: &'static str,
+    limit: Duration,
+    last: u64,
+    since: Instant,
+}
+
+impl Stall {
+    fn new(step: &'static str, limit: Duration) -> Stall {
+        Stall {
+            step,
+            limit,
+            last: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Records the counter's value now; an error once it stayed put for the limit.
+    fn check(&mut self, counter: u64) -> Result<(), MigrateError> {
+        if counter != self.last {
+            self.last = counter;
+            self.since = Instant::now();
+        } else if self.since.elapsed() > self.limit {
+            return Err(MigrateError::Stalled {
+                step: self.step,
+                after: self.limit,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn qmp(step: &'static str) -> impl FnOnce(QmpError) -> MigrateError {
@@ -285,6 +337,7 @@ async fn run(
             .map_err(qmp("blockdev-mirror"))?;
     }
     progress("mirroring disks");
+    let mut stall = Stall::new("disk mirror", options.stall_timeout);
     let disk_bytes = loop {
         let jobs: Vec<Job> = q
             .call("query-block-jobs", None)
@@ -300,9 +353,11 @@ async fn run(
                 reason: "a mirror job ended before it was ready".into(),
             });
         }
+        let copied = ours.iter().map(|j| j.offset).sum();
         if ours.iter().all(|j| j.ready) {
-            break ours.iter().map(|j| j.offset).sum();
+            break copied;
         }
+        stall.check(copied)?;
         if Instant::now() > deadline {
             return Err(MigrateError::Timeout {
                 step: "disk mirror",
@@ -327,6 +382,7 @@ async fn run(
     q.call::<Value>("migrate", Some(json!({ "uri": incoming.migration.uri() })))
         .await
         .map_err(qmp("migrate"))?;
+    let mut stall = Stall::new("memory migration", options.stall_timeout);
     let info = loop {
         let info: MigrationInfo = q
             .call("query-migrate", None)
@@ -346,7 +402,10 @@ async fn run(
                     timeout: options.timeout,
                 });
             }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => {
+                stall.check(info.ram.as_ref().map_or(0, |r| r.transferred))?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     };
     // The source is paused: cancelling a ready mirror flushes it, so each target now holds
@@ -408,8 +467,20 @@ async fn wait_jobs_concluded(
 }
 
 /// Undoes whatever [`run`] started: the migration, the mirrors and their NBD nodes, and
-/// resumes the source if the migration had paused it.
+/// resumes the source if the migration had paused it. Their connections are yanked first:
+/// ending a migration drains every disk, mirror targets included, and on a cut network
+/// their requests in flight would hold QEMU's main loop, and the guest, until TCP gives up.
 async fn rollback(q: &QmpClient, disks: &[String]) {
+    let nodes = disks
+        .iter()
+        .map(|d| json!({ "type": "block-node", "node-name": format!("migrate-{d}") }));
+    // The NBD nodes before the migration, whose end drains them; one instance per call:
+    // `yank` fails whole on an instance that is not there.
+    for instance in nodes.chain([json!({ "type": "migration" })]) {
+        let _ = q
+            .call::<Value>("yank", Some(json!({ "instances": [instance] })))
+            .await;
+    }
     let _ = q.call::<Value>("migrate_cancel", None).await;
     for disk in disks {
         let job = format!("migrate-{disk}");

@@ -20,10 +20,23 @@ const UNIT: &str = r#"{
 }"#;
 
 fn node(dir: &Path, id: u32, mesh: &str, join: Option<(&str, &str)>) -> TestDaemon {
+    node_with(dir, id, mesh, join, "")
+}
+
+/// A node whose `hypervisor.mesh` also holds `extra`.
+fn node_with(
+    dir: &Path,
+    id: u32,
+    mesh: &str,
+    join: Option<(&str, &str)>,
+    extra: &str,
+) -> TestDaemon {
     let file = dir.join(format!("node{id}.nix"));
     std::fs::write(
         &file,
-        format!(r#"{{ hypervisor.mesh = {{ enable = true; clusterName = "mig"; node.id = "{id}"; }}; }}"#),
+        format!(
+            r#"{{ hypervisor.mesh = {{ enable = true; clusterName = "mig"; node.id = "{id}"; {extra} }}; }}"#
+        ),
     )
     .unwrap();
     let file = file.display().to_string();
@@ -302,4 +315,128 @@ fn a_disk_file_moves_into_a_tiered_volume_and_back_incrementally() {
         std::fs::read(&file).unwrap() == volume(dst, "mover.data"),
         "the file and the volume hold the same disk"
     );
+}
+
+/// A tiny downtime limit without auto-converge: the memory never converges, the migration
+/// is still running when the test kills its source.
+const STUCK: &str = r#"{
+  hypervisor.migration = { downtimeLimit = "1ms"; autoConverge = false; };
+  hypervisor.compute.units.mover = {
+    resources.memory.size = "192Mi";
+    features.persistence.migration = "live";
+    storage = [ { name = "data"; capability = "block"; size = "32Mi"; } ];
+  };
+}"#;
+
+/// How the source goes away mid-migration.
+#[derive(Clone, Copy, PartialEq)]
+enum Death {
+    /// Its daemon and its QEMU are killed: the streams break.
+    Killed,
+    /// Its daemon is killed and its QEMU stopped (SIGSTOP): the streams stay open and
+    /// silent, as over a cut network.
+    Silent,
+}
+
+#[test]
+fn a_destination_whose_source_died_mid_migration_drops_its_waiting_qemu() {
+    source_dies_mid_migration(Death::Killed, "QEMU exited");
+}
+
+#[test]
+fn a_destination_whose_source_went_silent_mid_migration_drops_its_waiting_qemu() {
+    source_dies_mid_migration(Death::Silent, "cluster member");
+}
+
+/// Kills the source of a migration once its memory moves, so that no `finishMigration`
+/// comes, and checks that the destination drops its waiting unit by itself, for a reason
+/// that names `why`.
+fn source_dies_mid_migration(death: Death, why: &str) {
+    let _g = heavy();
+    let files = tempfile::tempdir().unwrap();
+    let (m1, m2) = (
+        format!("127.0.0.1:{}", kit::mesh_port()),
+        format!("127.0.0.1:{}", kit::mesh_port()),
+    );
+    // Two nodes: without failover and fencing for the test's length, the survivor keeps
+    // its units though it lost its quorum, and nothing is placed anew.
+    let patient = r#"coordination.failover = { fence = "240s"; grace = "300s"; };"#;
+    let n1 = node_with(files.path(), 1, &m1, None, patient);
+    let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)
+        .trim()
+        .to_string();
+    let n2 = node_with(files.path(), 2, &m2, Some((&m1, &token)), patient);
+    let f = n1.config("units.nix", STUCK);
+    n1.json(&["apply", "--json", f.to_str().unwrap()]);
+    let mut nodes = [n1, n2];
+    let src = wait_until(Duration::from_secs(60), "mover placed", || {
+        let s = nodes[0].json(&["mesh", "status", "--json"]);
+        let holder = s["nodes"].as_array()?.iter().find(|n| {
+            n["units"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|u| u == "mover"))
+        })?;
+        Some(if holder["id"] == 1 { 0 } else { 1 })
+    });
+    let dst = 1 - src;
+    wait_until(Duration::from_secs(30), "mover listed on its node", || {
+        nodes[src]
+            .units()
+            .iter()
+            .any(|u| u["name"] == "mover")
+            .then_some(())
+    });
+    let to = (dst + 1).to_string();
+    nodes[src].wait_ready("mover");
+
+    // The source migrates in the background; once its memory moves, the source daemon is
+    // killed (no `finishMigration` will come), then its QEMU killed or stopped.
+    let (api, state) = (nodes[src].api.clone(), nodes[src].state().to_path_buf());
+    let cli_token = nodes[src].token();
+    let migrating = std::thread::spawn(move || {
+        std::process::Command::new(kit::bin())
+            .args(["--api", &api, "mesh", "migrate", "mover", "--to", &to])
+            .env("HYPERNIX_TOKEN", cli_token)
+            .output()
+    });
+    wait_until(Duration::from_secs(120), "the memory migrating", || {
+        nodes[src]
+            .events("migration.progress")
+            .iter()
+            .any(|e| e["payload"]["step"] == "migrating memory")
+            .then_some(())
+    });
+    let waiting = qemu_pids(&nodes[dst].state().join("units/mover"));
+    assert!(!waiting.is_empty(), "the destination has a waiting QEMU");
+    nodes[src].kill9();
+    let signal = if death == Death::Killed {
+        "-9"
+    } else {
+        "-STOP"
+    };
+    for pid in qemu_pids(&state.join("units/mover")) {
+        let _ = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status();
+    }
+    let killed = Instant::now();
+
+    // The destination drops its waiting QEMU by itself, saying why.
+    let failed = wait_until(
+        Duration::from_secs(120),
+        "migration.failed on the destination",
+        || nodes[dst].events("migration.failed").into_iter().next(),
+    );
+    eprintln!(
+        "the destination dropped its waiting QEMU {:?} after the source died: {failed}",
+        killed.elapsed()
+    );
+    let reason = failed["payload"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{failed}");
+    wait_until(Duration::from_secs(30), "the waiting QEMU gone", || {
+        qemu_pids(&nodes[dst].state().join("units/mover"))
+            .is_empty()
+            .then_some(())
+    });
+    let _ = migrating.join();
 }

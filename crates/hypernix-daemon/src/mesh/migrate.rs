@@ -213,6 +213,7 @@ impl Daemon {
                     .digests
                     .insert(disk.clone(), BASE64.encode(hashes.concat()));
             }
+            self.watch_incoming(mesh, name, vm);
             Ok(ports)
         }
         .await;

@@ -16,6 +16,7 @@ mod agent;
 mod apply;
 mod caps;
 mod events;
+mod incoming;
 mod migrate;
 mod node;
 mod schedule;

@@ -180,6 +180,17 @@ impl Drop for Vm {
 impl Vm {
     /// Starts QEMU for `spec` with its files in `run_dir` and connects QMP.
     pub async fn spawn(spec: &VmSpec, run_dir: impl AsRef<Path>) -> Result<Vm, VmError> {
+        Vm::spawn_via(spec, run_dir, &[]).await
+    }
+
+    /// Like [`Vm::spawn`], but through `launcher`, a command that execs the rest of its
+    /// command line in place, so the pid stays QEMU's (`ip netns exec NS`: QEMU in a
+    /// network namespace); empty, QEMU runs directly.
+    pub async fn spawn_via(
+        spec: &VmSpec,
+        run_dir: impl AsRef<Path>,
+        launcher: &[String],
+    ) -> Result<Vm, VmError> {
         spec.validate()?;
         let run_dir = &absolute(run_dir.as_ref())?;
         let run = RunDir::new(run_dir);
@@ -198,8 +209,12 @@ impl Vm {
         run.prepare().map_err(run_error(run_dir.to_path_buf()))?;
         let log = File::create(run.qemu_log()).map_err(run_error(run.qemu_log()))?;
         let log_too = log.try_clone().map_err(run_error(run.qemu_log()))?;
-        let mut command = tokio::process::Command::new(QEMU_BINARY);
+        // The launcher's command line, if any, then QEMU's.
+        let mut argv = launcher.iter().map(String::as_str).chain([QEMU_BINARY]);
+        let program = argv.next().unwrap_or(QEMU_BINARY);
+        let mut command = tokio::process::Command::new(program);
         command
+            .args(argv)
             .args(qemu_args(spec, &run))
             .current_dir(run_dir)
             .stdin(Stdio::null())
@@ -215,7 +230,7 @@ impl Vm {
             });
         }
         let mut child = command.spawn().map_err(|source| VmError::Exec {
-            binary: QEMU_BINARY.into(),
+            binary: program.into(),
             source,
         })?;
         let Some(pid) = child.id() else {

@@ -14,6 +14,10 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// At most this many QEMUs run at once: the machine has two cores.
 static QEMU_SLOTS: Semaphore = Semaphore::const_new(2);
 
+/// Held by a test that runs two QEMUs at once (a migration), from before its first
+/// [`Guard`]: two such tests holding one slot each would wait for each other forever.
+pub static TWO_QEMUS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Fails the test (never skips it) when QEMU is not installed.
 pub fn require_qemu() {
     let found = std::env::var_os("PATH").is_some_and(|path| {

@@ -3,6 +3,7 @@
 
 mod kit;
 mod migrate;
+mod migrate_netcut;
 
 use std::time::{Duration, Instant};
 

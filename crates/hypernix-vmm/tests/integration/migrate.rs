@@ -10,14 +10,14 @@ use tokio::io::AsyncWriteExt;
 
 use crate::kit::{self, Guard, wait_until};
 
-const DISK: u64 = 32 << 20;
+pub(crate) const DISK: u64 = 32 << 20;
 /// The guest writes 8 MiB of random data at 1 MiB, then a counter to its console and to
 /// the disk's first sector five times a second.
 const COUNTER: &str = "dd if=/dev/urandom of=/dev/vda bs=1M count=8 seek=1 conv=fsync 2>/dev/null; \
     echo FILLED; i=0; while true; do i=$((i+1)); echo COUNT $i; \
     echo $i | dd of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; sleep 0.2; done\n";
 
-fn with_disk(mut spec: VmSpec, path: &Path, incoming: bool) -> VmSpec {
+pub(crate) fn with_disk(mut spec: VmSpec, path: &Path, incoming: bool) -> VmSpec {
     spec.disks = vec![Disk {
         source: DiskSource::File {
             path: path.to_path_buf(),
@@ -32,7 +32,7 @@ fn with_disk(mut spec: VmSpec, path: &Path, incoming: bool) -> VmSpec {
     spec
 }
 
-fn last_count(console: &str) -> u64 {
+pub(crate) fn last_count(console: &str) -> u64 {
     console
         .lines()
         .filter_map(|l| l.trim().strip_prefix("COUNT ")?.trim().parse().ok())
@@ -40,15 +40,21 @@ fn last_count(console: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn counting_source(name: &str) -> (Guard, Vm) {
+pub(crate) async fn counting_source(name: &str) -> (Guard, Vm) {
     let guard = Guard::new().await;
     let disk = kit::raw_disk(&guard, DISK);
     let spec = with_disk(kit::spec(name).await, &disk, false);
     let vm = Vm::spawn(&spec, guard.path()).await.expect("source starts");
     kit::wait_ready(&guard, name, 1, Duration::from_secs(120)).await;
-    let mut console = tokio::net::UnixStream::connect(vm.run_dir().console_socket())
+    let (mut echo, mut console) = tokio::net::UnixStream::connect(vm.run_dir().console_socket())
         .await
-        .expect("console socket");
+        .expect("console socket")
+        .into_split();
+    // What the guest prints comes here too: left unread, it fills the socket (a buffer
+    // per byte the serial port sends) and QEMU stops the guest's console, log included.
+    let drain = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut echo, &mut tokio::io::sink()).await;
+    });
     // The shell may not read the first line: send the loop until the guest counts.
     for _ in 0..3 {
         console.write_all(b"\n").await.unwrap();
@@ -60,6 +66,7 @@ async fn counting_source(name: &str) -> (Guard, Vm) {
             }
         });
         if counting.await.is_ok() {
+            drain.abort();
             return (guard, vm);
         }
     }
@@ -80,13 +87,14 @@ async fn destination(name: &str) -> (Guard, Vm, Incoming) {
     (guard, vm, incoming)
 }
 
-fn region(path: &Path) -> Vec<u8> {
+pub(crate) fn region(path: &Path) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
     bytes[1 << 20..9 << 20].to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_migrated_guest_keeps_counting_its_disk_arrives_and_a_failed_one_changes_nothing() {
+    let _pair = kit::TWO_QEMUS.lock().await;
     let (src_guard, src) = counting_source("mover").await;
     let (dst_guard, dst, incoming) = destination("mover").await;
     let disks = vec!["disk0".to_string()];
