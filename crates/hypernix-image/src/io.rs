@@ -15,6 +15,9 @@ pub enum Output {
         file: File,
         /// Its name, for errors.
         name: String,
+        /// `fdatasync` it before returning; `false` leaves it to the page cache, as
+        /// `qemu-img convert` does by default (faster, not yet on disk on return).
+        sync: bool,
     },
     /// A pipe or stdout: bytes go out once, in order.
     Stream(Box<dyn Write + Send>),

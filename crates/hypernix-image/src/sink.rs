@@ -109,7 +109,10 @@ pub(crate) struct Sink {
 impl Sink {
     pub(crate) fn new(out: Output) -> Sink {
         let (name, writeback) = match &out {
-            Output::File { name, file } => (name.clone(), Writeback::new(file)),
+            // Without the closing sync, writeback is the page cache's business.
+            Output::File { name, file, sync } => {
+                (name.clone(), sync.then(|| Writeback::new(file)).flatten())
+            }
             Output::Stream(_) => ("-".to_string(), None),
         };
         Sink {
@@ -221,11 +224,13 @@ impl Sink {
             w.stop();
         }
         match &mut self.out {
-            Output::File { file, .. } => {
+            Output::File { file, sync, .. } => {
                 file.set_len(len.max(self.pos))
                     .map_err(|e| Error::io(&name, "set the length", e))?;
                 // Durable on return (qemu-img convert leaves its output to the page cache).
-                file.sync_data().map_err(|e| Error::io(&name, "sync", e))?;
+                if *sync {
+                    file.sync_data().map_err(|e| Error::io(&name, "sync", e))?;
+                }
                 file.seek(SeekFrom::End(0))
                     .map_err(|e| Error::io(&name, "seek", e))?;
             }

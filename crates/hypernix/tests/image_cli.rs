@@ -70,9 +70,18 @@ fn tempdir() -> tempfile::TempDir {
 fn convert_to_every_format_with_a_json_summary() {
     let dir = tempdir();
     let src = source(dir.path());
-    for ext in ["raw", "qcow2", "vmdk", "vhdx"] {
+    // Every format synced, and every one left to the page cache (--no-sync).
+    for (ext, no_sync) in ["raw", "qcow2", "vmdk", "vhdx"]
+        .into_iter()
+        .flat_map(|e| [(e, false), (e, true)])
+    {
         let out = dir.path().join(format!("out.{ext}"));
-        let o = hypernix(&["image", "convert", &s(&src), &s(&out), "--json"]);
+        let (src_s, out_s) = (s(&src), s(&out));
+        let mut args = vec!["image", "convert", &src_s, &out_s, "--json"];
+        if no_sync {
+            args.push("--no-sync");
+        }
+        let o = hypernix(&args);
         assert!(o.status.success(), "{}", text(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["format"], ext);

@@ -90,7 +90,11 @@ pub fn ours(src: &Path, dst: &Path, format: Format, opts: &Options) -> Summary {
     let mut reader =
         hypernix_image::open(src, None).unwrap_or_else(|e| panic!("open {}: {e}", src.display()));
     let file = File::create(dst).unwrap();
-    let out = Output::File { file, name: s(dst) };
+    let out = Output::File {
+        file,
+        name: s(dst),
+        sync: true,
+    };
     hypernix_image::convert(reader.as_mut(), &s(src), out, format, opts, &mut |_, _| {})
         .unwrap_or_else(|e| panic!("convert {} to {format}: {e}", src.display()))
 }

@@ -190,6 +190,7 @@ fn resize_grows_with_zeros_and_refuses_a_lossy_shrink() {
     let out = hypernix_image::Output::File {
         file: std::fs::File::create(dir.path().join("x.qcow2")).unwrap(),
         name: "x.qcow2".into(),
+        sync: true,
     };
     let err = hypernix_image::convert(
         reader.as_mut(),

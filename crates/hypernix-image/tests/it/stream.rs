@@ -26,6 +26,7 @@ fn import_bytes(
     let out = Output::File {
         file: File::create(dst).unwrap(),
         name: s(dst),
+        sync: true,
     };
     import(input, "-", format, out, &Options::default(), budget)
 }
