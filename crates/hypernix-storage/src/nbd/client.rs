@@ -77,8 +77,6 @@ pub struct NbdClient {
     cookie: u64,
 }
 
-const CMD_READ: u16 = 0;
-const CMD_DISC: u16 = 2;
 /// Transmission flag: the server accepts FUA.
 const SEND_FUA: u16 = 8;
 
@@ -187,15 +185,21 @@ impl NbdClient {
         Ok(())
     }
 
-    async fn request(&mut self, command: u16, offset: u64, length: u32) -> Result<(), ClientError> {
+    async fn request(
+        &mut self,
+        command: Command,
+        offset: u64,
+        length: u32,
+    ) -> Result<(), ClientError> {
         self.cookie += 1;
-        let mut head = Vec::with_capacity(REQUEST_LEN);
-        head.extend(REQUEST_MAGIC.to_be_bytes());
-        head.extend(0u16.to_be_bytes());
-        head.extend(command.to_be_bytes());
-        head.extend(self.cookie.to_be_bytes());
-        head.extend(offset.to_be_bytes());
-        head.extend(length.to_be_bytes());
+        let head = Request {
+            flags: 0,
+            command,
+            cookie: self.cookie,
+            offset,
+            length,
+        }
+        .encode();
         let s = self.stream.get_mut();
         let sent = async {
             s.write_all(&head).await?;
@@ -230,7 +234,7 @@ impl NbdClient {
     /// Reads `buf.len()` bytes at `offset`.
     pub async fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ClientError> {
         let len = u32::try_from(buf.len()).map_err(|_| self.protocol("read too long"))?;
-        self.request(CMD_READ, offset, len).await?;
+        self.request(Command::Read, offset, len).await?;
         self.reply("read", offset).await?;
         self.stream.read_exact(buf).await.map_err(|e| self.io(e))?;
         Ok(())
@@ -248,6 +252,6 @@ impl NbdClient {
 
     /// Says goodbye; the server closes the connection.
     pub async fn disconnect(mut self) -> Result<(), ClientError> {
-        self.request(CMD_DISC, 0, 0).await
+        self.request(Command::Disconnect, 0, 0).await
     }
 }

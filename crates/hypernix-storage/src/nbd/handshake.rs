@@ -33,7 +33,8 @@ fn resolve(store: &Store, name: &str) -> Option<(String, u64)> {
         .map(|size| (name.to_owned(), size))
 }
 
-async fn reply<S: AsyncWrite + Unpin>(
+/// Answers option `opt` with a reply of `kind` carrying `data` (not flushed).
+pub(crate) async fn reply<S: AsyncWrite + Unpin>(
     s: &mut S,
     opt: u32,
     kind: u32,
@@ -48,9 +49,9 @@ async fn reply<S: AsyncWrite + Unpin>(
     s.write_all(&b).await
 }
 
-/// Runs the handshake; `None` means the client aborted or misbehaved and the connection
-/// should be closed.
-pub(crate) async fn negotiate<S>(s: &mut S, store: &Store) -> io::Result<Option<Session>>
+/// Greets a client (fixed newstyle, no zeroes) and reads its flags: `None` when it does not
+/// speak fixed newstyle or sets flags unknown here, else whether it declined the zeroes.
+pub(crate) async fn greet<S>(s: &mut S) -> io::Result<Option<bool>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -66,32 +67,70 @@ where
     {
         return Ok(None);
     }
-    let no_zeroes = client & u32::from(FLAG_NO_ZEROES) != 0;
+    Ok(Some(client & u32::from(FLAG_NO_ZEROES) != 0))
+}
+
+/// Flushes what was answered, then reads the client's next option: its number and data;
+/// `None` on a bad magic or an option longer than [`MAX_OPTION_LEN`].
+pub(crate) async fn read_option<S>(s: &mut S) -> io::Result<Option<(u32, Vec<u8>)>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    s.flush().await?;
+    if s.read_u64().await? != IHAVEOPT {
+        return Ok(None);
+    }
+    let opt = s.read_u32().await?;
+    let len = s.read_u32().await?;
+    if len > MAX_OPTION_LEN {
+        return Ok(None);
+    }
+    let mut data = vec![0u8; len as usize];
+    s.read_exact(&mut data).await?;
+    Ok(Some((opt, data)))
+}
+
+/// Ends the handshake after NBD_OPT_EXPORT_NAME: the export's size and transmission
+/// flags, and 124 zeros unless the client declined them.
+pub(crate) async fn export_name_reply<S>(
+    s: &mut S,
+    size: u64,
+    flags: u16,
+    no_zeroes: bool,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    s.write_all(&size.to_be_bytes()).await?;
+    s.write_all(&flags.to_be_bytes()).await?;
+    if !no_zeroes {
+        s.write_all(&[0u8; 124]).await?;
+    }
+    s.flush().await
+}
+
+/// Runs the handshake; `None` means the client aborted or misbehaved and the connection
+/// should be closed.
+pub(crate) async fn negotiate<S>(s: &mut S, store: &Store) -> io::Result<Option<Session>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(no_zeroes) = greet(s).await? else {
+        return Ok(None);
+    };
     let mut structured = false;
     let mut base_allocation = false;
     loop {
-        s.flush().await?;
-        if s.read_u64().await? != IHAVEOPT {
+        let Some((opt, data)) = read_option(s).await? else {
             return Ok(None);
-        }
-        let opt = s.read_u32().await?;
-        let len = s.read_u32().await?;
-        if len > MAX_OPTION_LEN {
-            return Ok(None);
-        }
-        let mut data = vec![0u8; len as usize];
-        s.read_exact(&mut data).await?;
+        };
+        let len = data.len();
         match opt {
             OPT_EXPORT_NAME => {
                 let Some((volume, size)) = resolve(store, &String::from_utf8_lossy(&data)) else {
                     return Ok(None);
                 };
-                s.write_all(&size.to_be_bytes()).await?;
-                s.write_all(&TRANSMISSION_FLAGS.to_be_bytes()).await?;
-                if !no_zeroes {
-                    s.write_all(&[0u8; 124]).await?;
-                }
-                s.flush().await?;
+                export_name_reply(s, size, TRANSMISSION_FLAGS, no_zeroes).await?;
                 return Ok(Some(Session {
                     volume,
                     structured,

@@ -148,17 +148,7 @@ impl Request {
         if magic != REQUEST_MAGIC {
             return Err(BadMagic(magic));
         }
-        let command = match u16::from_be_bytes([b[6], b[7]]) {
-            0 => Command::Read,
-            1 => Command::Write,
-            2 => Command::Disconnect,
-            3 => Command::Flush,
-            4 => Command::Trim,
-            5 => Command::Cache,
-            6 => Command::WriteZeroes,
-            7 => Command::BlockStatus,
-            n => Command::Unknown(n),
-        };
+        let command = Command::from_code(u16::from_be_bytes([b[6], b[7]]));
         let u64at = |i: usize| {
             let mut x = [0u8; 8];
             x.copy_from_slice(&b[i..i + 8]);
@@ -171,6 +161,50 @@ impl Request {
             offset: u64at(16),
             length: u32::from_be_bytes([b[24], b[25], b[26], b[27]]),
         })
+    }
+
+    /// The 28-byte header of this request, as a client sends it.
+    pub fn encode(&self) -> [u8; REQUEST_LEN] {
+        let mut b = [0u8; REQUEST_LEN];
+        b[..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+        b[4..6].copy_from_slice(&self.flags.to_be_bytes());
+        b[6..8].copy_from_slice(&self.command.code().to_be_bytes());
+        b[8..16].copy_from_slice(&self.cookie.to_be_bytes());
+        b[16..24].copy_from_slice(&self.offset.to_be_bytes());
+        b[24..28].copy_from_slice(&self.length.to_be_bytes());
+        b
+    }
+}
+
+impl Command {
+    /// The command numbered `code` on the wire.
+    pub fn from_code(code: u16) -> Command {
+        match code {
+            0 => Command::Read,
+            1 => Command::Write,
+            2 => Command::Disconnect,
+            3 => Command::Flush,
+            4 => Command::Trim,
+            5 => Command::Cache,
+            6 => Command::WriteZeroes,
+            7 => Command::BlockStatus,
+            n => Command::Unknown(n),
+        }
+    }
+
+    /// The command's number on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            Command::Read => 0,
+            Command::Write => 1,
+            Command::Disconnect => 2,
+            Command::Flush => 3,
+            Command::Trim => 4,
+            Command::Cache => 5,
+            Command::WriteZeroes => 6,
+            Command::BlockStatus => 7,
+            Command::Unknown(n) => n,
+        }
     }
 }
 
@@ -240,6 +274,11 @@ mod tests {
         );
         b[6..8].copy_from_slice(&99u16.to_be_bytes());
         assert_eq!(Request::parse(&b).unwrap().command, Command::Unknown(99));
+        assert_eq!(
+            Request::parse(&r.encode()),
+            Ok(r),
+            "encode is parse's inverse"
+        );
         b[0] = 0;
         assert!(Request::parse(&b).is_err());
     }

@@ -199,18 +199,16 @@ impl DeltaProxy {
     }
 
     /// Runs one connection: handshake, then requests until DISC or an error.
-    async fn connection<R, W>(&self, mut r: R, mut w: W) -> Result<(), ClientError>
+    async fn connection<R, W>(&self, r: R, w: W) -> Result<(), ClientError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let Some((name, far)) = self
-            .handshake(&mut r, &mut w)
-            .await
-            .map_err(transmit::local)?
-        else {
+        let mut stream = tokio::io::join(r, w);
+        let Some((name, far)) = self.handshake(&mut stream).await.map_err(transmit::local)? else {
             return Ok(());
         };
+        let (mut r, mut w) = stream.into_inner();
         self.transmit(&name, far, &mut r, &mut w).await
     }
 

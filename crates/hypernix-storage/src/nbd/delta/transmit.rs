@@ -14,13 +14,6 @@ use super::{DeltaProxy, Export, Runs};
 use crate::nbd::client::{ClientError, NbdClient, Stream};
 use crate::nbd::proto::*;
 
-const CMD_READ: u16 = 0;
-const CMD_WRITE: u16 = 1;
-const CMD_DISC: u16 = 2;
-const CMD_FLUSH: u16 = 3;
-const CMD_TRIM: u16 = 4;
-const CMD_WRITE_ZEROES: u16 = 6;
-
 /// A reply to the local client.
 struct Reply {
     cookie: u64,
@@ -51,7 +44,7 @@ struct InFlight {
 const DRAIN: Duration = Duration::from_secs(30);
 
 /// One far request: command, flags, offset, length, and the payload's range in the data.
-type FarOp = (u16, u16, u64, u32, Option<std::ops::Range<usize>>);
+type FarOp = (Command, u16, u64, u32, Option<std::ops::Range<usize>>);
 
 impl DeltaProxy {
     /// Serves requests of export `name` over `r`/`w`, forwarding to `far`, until DISC, the
@@ -80,7 +73,9 @@ impl DeltaProxy {
                 .await;
             drop(replies);
             // The far end answers what is in flight, then closes: the reader ends.
-            let _ = far_w.write_all(&header(CMD_DISC, 0, 0, 0, 0)).await;
+            let _ = far_w
+                .write_all(&header(Command::Disconnect, 0, 0, 0, 0))
+                .await;
             let _ = far_w.flush().await;
             if tokio::time::timeout(DRAIN, &mut reader).await.is_err() {
                 reader.abort();
@@ -145,23 +140,23 @@ impl DeltaProxy {
                     r.read_exact(&mut data).await.map_err(local)?;
                     if in_range {
                         let runs = self.plan(export, size, off, len, Some(&data));
-                        Ok(far_ops(CMD_WRITE, fua, &runs, true))
+                        Ok(far_ops(Command::Write, fua, &runs, true))
                     } else {
                         Err(ENOSPC)
                     }
                 }
                 Command::WriteZeroes if in_range => {
                     let runs = self.plan(export, size, off, len, None);
-                    Ok(far_ops(CMD_WRITE_ZEROES, fua, &runs, false))
+                    Ok(far_ops(Command::WriteZeroes, fua, &runs, false))
                 }
                 Command::Trim if in_range => {
                     super::forget(export, off, len);
-                    Ok(vec![(CMD_TRIM, 0, off, req.length, None)])
+                    Ok(vec![(Command::Trim, 0, off, req.length, None)])
                 }
                 Command::Read if in_range && req.length <= MAX_PAYLOAD => {
-                    Ok(vec![(CMD_READ, 0, off, req.length, None)])
+                    Ok(vec![(Command::Read, 0, off, req.length, None)])
                 }
-                Command::Flush => Ok(vec![(CMD_FLUSH, 0, 0, 0, None)]),
+                Command::Flush => Ok(vec![(Command::Flush, 0, 0, 0, None)]),
                 Command::Cache if in_range => Ok(Vec::new()),
                 Command::Disconnect => return Ok(()),
                 _ => Err(EINVAL),
@@ -216,7 +211,7 @@ impl DeltaProxy {
 }
 
 /// The far requests for `runs` of a write (with payload) or write-zeroes.
-fn far_ops(cmd: u16, flags: u16, runs: &Runs, payload: bool) -> Vec<FarOp> {
+fn far_ops(cmd: Command, flags: u16, runs: &Runs, payload: bool) -> Vec<FarOp> {
     runs.iter()
         .map(|(at, range)| {
             let n = range.len() as u32;
@@ -225,15 +220,21 @@ fn far_ops(cmd: u16, flags: u16, runs: &Runs, payload: bool) -> Vec<FarOp> {
         .collect()
 }
 
-fn header(cmd: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
-    let mut h = Vec::with_capacity(REQUEST_LEN);
-    h.extend(REQUEST_MAGIC.to_be_bytes());
-    h.extend(flags.to_be_bytes());
-    h.extend(cmd.to_be_bytes());
-    h.extend(cookie.to_be_bytes());
-    h.extend(offset.to_be_bytes());
-    h.extend(length.to_be_bytes());
-    h
+fn header(
+    command: Command,
+    flags: u16,
+    cookie: u64,
+    offset: u64,
+    length: u32,
+) -> [u8; REQUEST_LEN] {
+    Request {
+        flags,
+        command,
+        cookie,
+        offset,
+        length,
+    }
+    .encode()
 }
 
 /// Reads the far end's replies and answers each local request whose far requests are all
