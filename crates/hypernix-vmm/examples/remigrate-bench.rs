@@ -151,8 +151,7 @@ async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, way: Way) -> (Vm, Cost)
     let proxy = DeltaProxy::new([("disk0".to_string(), export)]);
     let stats: Arc<DeltaStats> = proxy.stats();
     let socket = dir.join("proxy.sock");
-    let listener = tokio::net::UnixListener::bind(&socket).expect("proxy socket");
-    let serving = tokio::spawn(async move { proxy.serve(listener).await });
+    let serving = proxy.listen(&socket).expect("proxy socket");
     let through = if way == Way::Direct {
         incoming
     } else {

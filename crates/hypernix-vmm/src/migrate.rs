@@ -239,7 +239,7 @@ pub async fn prepare_incoming(
     .await
     .map_err(qmp("nbd-server-start"))?;
     for disk in disks {
-        let args = json!({ "type": "nbd", "id": format!("migrate-{disk}"), "node-name": disk,
+        let args = json!({ "type": "nbd", "id": job(disk), "node-name": disk,
                            "name": disk, "writable": true });
         q.call::<Value>("block-export-add", Some(args))
             .await
@@ -268,6 +268,14 @@ pub async fn finish_incoming(dst: &Vm) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// The prefix of the mirror jobs' and their NBD target nodes' names.
+const JOB: &str = "migrate-";
+
+/// The mirror job (and NBD target node) of disk node `disk`.
+fn job(disk: &str) -> String {
+    format!("{JOB}{disk}")
+}
+
 #[derive(Debug, Deserialize)]
 struct Job {
     device: String,
@@ -275,6 +283,8 @@ struct Job {
     ready: bool,
     #[serde(default)]
     offset: u64,
+    #[serde(default)]
+    len: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +303,37 @@ struct MigrationInfo {
 struct RamInfo {
     #[serde(default)]
     transferred: u64,
+    #[serde(default)]
+    total: u64,
+}
+
+/// How far a migration from a VM got, as QEMU counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Disk bytes the mirrors copied.
+    pub disk_done: u64,
+    /// The mirrored disks' size.
+    pub disk_total: u64,
+    /// Memory bytes sent.
+    pub ram_done: u64,
+    /// The guest's memory size.
+    pub ram_total: u64,
+}
+
+/// The [`Progress`] of the migration [`migrate`] runs from `src` (zeros for what has not
+/// started, or when QEMU does not answer).
+pub async fn progress(src: &Vm) -> Progress {
+    let q = src.qmp();
+    let jobs: Vec<Job> = q.call("query-block-jobs", None).await.unwrap_or_default();
+    let info: MigrationInfo = q.call("query-migrate", None).await.unwrap_or_default();
+    let ours = jobs.iter().filter(|j| j.device.starts_with(JOB));
+    let ram = info.ram.unwrap_or_default();
+    Progress {
+        disk_done: ours.clone().map(|j| j.offset).sum(),
+        disk_total: ours.map(|j| j.len).sum(),
+        ram_done: ram.transferred,
+        ram_total: ram.total,
+    }
 }
 
 /// Migrates the running `src` into the destination prepared at `incoming`, mirroring
@@ -324,7 +365,7 @@ async fn run(
 ) -> Result<Report, MigrateError> {
     let deadline = started + options.timeout;
     for disk in disks {
-        let target = format!("migrate-{disk}");
+        let target = job(disk);
         let node = json!({ "driver": "nbd", "node-name": target, "export": disk,
                            "server": incoming.nbd.qmp_address() });
         q.call::<Value>("blockdev-add", Some(node))
@@ -345,7 +386,7 @@ async fn run(
             .map_err(qmp("query-block-jobs"))?;
         let ours: Vec<&Job> = jobs
             .iter()
-            .filter(|j| disks.iter().any(|d| j.device == format!("migrate-{d}")))
+            .filter(|j| disks.iter().any(|d| j.device == job(d)))
             .collect();
         if ours.len() < disks.len() {
             return Err(MigrateError::Failed {
@@ -412,21 +453,12 @@ async fn run(
     // the disk as the paused guest left it.
     progress("completing disk mirrors");
     for disk in disks {
-        let job = format!("migrate-{disk}");
-        q.call::<Value>("block-job-cancel", Some(json!({ "device": job })))
+        q.call::<Value>("block-job-cancel", Some(json!({ "device": job(disk) })))
             .await
             .map_err(qmp("block-job-cancel"))?;
     }
     wait_jobs_concluded(q, disks, deadline, options.timeout).await?;
-    for disk in disks {
-        let job = format!("migrate-{disk}");
-        let _ = q
-            .call::<Value>("job-dismiss", Some(json!({ "id": job })))
-            .await;
-        let _ = q
-            .call::<Value>("blockdev-del", Some(json!({ "node-name": job })))
-            .await;
-    }
+    remove_jobs(q, disks).await;
     Ok(Report {
         total: started.elapsed(),
         mirrored,
@@ -449,7 +481,7 @@ async fn wait_jobs_concluded(
             .await
             .map_err(qmp("query-jobs"))?;
         let pending = jobs.iter().any(|j| {
-            disks.iter().any(|d| j["id"] == format!("migrate-{d}"))
+            disks.iter().any(|d| j["id"] == job(d))
                 && j["status"] != "concluded"
                 && j["status"] != "null"
         });
@@ -466,6 +498,19 @@ async fn wait_jobs_concluded(
     }
 }
 
+/// Dismisses the concluded mirror jobs and deletes their NBD target nodes.
+async fn remove_jobs(q: &QmpClient, disks: &[String]) {
+    for disk in disks {
+        let job = job(disk);
+        let _ = q
+            .call::<Value>("job-dismiss", Some(json!({ "id": job })))
+            .await;
+        let _ = q
+            .call::<Value>("blockdev-del", Some(json!({ "node-name": job })))
+            .await;
+    }
+}
+
 /// Undoes whatever [`run`] started: the migration, the mirrors and their NBD nodes, and
 /// resumes the source if the migration had paused it. Their connections are yanked first:
 /// ending a migration drains every disk, mirror targets included, and on a cut network
@@ -473,7 +518,7 @@ async fn wait_jobs_concluded(
 async fn rollback(q: &QmpClient, disks: &[String]) {
     let nodes = disks
         .iter()
-        .map(|d| json!({ "type": "block-node", "node-name": format!("migrate-{d}") }));
+        .map(|d| json!({ "type": "block-node", "node-name": job(d) }));
     // The NBD nodes before the migration, whose end drains them; one instance per call:
     // `yank` fails whole on an instance that is not there.
     for instance in nodes.chain([json!({ "type": "migration" })]) {
@@ -483,25 +528,16 @@ async fn rollback(q: &QmpClient, disks: &[String]) {
     }
     let _ = q.call::<Value>("migrate_cancel", None).await;
     for disk in disks {
-        let job = format!("migrate-{disk}");
         let _ = q
             .call::<Value>(
                 "block-job-cancel",
-                Some(json!({ "device": job, "force": true })),
+                Some(json!({ "device": job(disk), "force": true })),
             )
             .await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let _ = wait_jobs_concluded(q, disks, deadline, Duration::from_secs(10)).await;
-    for disk in disks {
-        let job = format!("migrate-{disk}");
-        let _ = q
-            .call::<Value>("job-dismiss", Some(json!({ "id": job })))
-            .await;
-        let _ = q
-            .call::<Value>("blockdev-del", Some(json!({ "node-name": job })))
-            .await;
-    }
+    remove_jobs(q, disks).await;
     if let Ok(status) = q.query_status().await
         && !status.running
     {

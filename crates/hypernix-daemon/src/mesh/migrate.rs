@@ -462,14 +462,10 @@ impl Daemon {
         }
         let proxy = DeltaProxy::new(exports);
         let socket = self.layout().unit_dir(name).join("migrate.sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = tokio::net::UnixListener::bind(&socket)
+        let task = proxy
+            .listen(&socket)
             .map_err(|e| mesh_err(format!("{}: {e}", socket.display())))?;
-        let stats = proxy.stats();
-        let task = tokio::spawn(async move {
-            let _ = proxy.serve(listener).await;
-        });
-        Ok((socket, stats, task))
+        Ok((socket, proxy.stats(), task))
     }
 
     async fn migration_event(&self, unit: &str, kind: &str, payload: Value) {
@@ -503,30 +499,16 @@ async fn digest(nbd: &Address, disk: &str, source: &DiskSource) -> Result<Vec<Ha
     Ok(hashes)
 }
 
-/// How far a migration got: disk bytes mirrored of the disks' size, bytes sent and spared,
-/// memory bytes sent and the memory's size (as QEMU counts them).
+/// How far a migration got ([`migrate::progress`]), with the disk bytes sent and spared.
 async fn transferred(vm: &hypernix_vmm::Vm, stats: &DeltaStats) -> Value {
-    let q = vm.qmp();
-    let jobs: Vec<Value> = q.call("query-block-jobs", None).await.unwrap_or_default();
-    let ours = jobs.iter().filter(|j| {
-        j["device"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("migrate-"))
-    });
-    let (disk_done, disk_total) = ours.fold((0, 0), |(d, t), j| {
-        (
-            d + j["offset"].as_u64().unwrap_or(0),
-            t + j["len"].as_u64().unwrap_or(0),
-        )
-    });
-    let info: Value = q.call("query-migrate", None).await.unwrap_or_default();
+    let p = migrate::progress(vm).await;
     json!({
-        "diskDone": disk_done,
-        "diskTotal": disk_total,
+        "diskDone": p.disk_done,
+        "diskTotal": p.disk_total,
         "diskSent": stats.sent.load(Ordering::Relaxed),
         "diskSkipped": stats.skipped.load(Ordering::Relaxed),
-        "ramDone": info["ram"]["transferred"],
-        "ramTotal": info["ram"]["total"],
+        "ramDone": p.ram_done,
+        "ramTotal": p.ram_total,
     })
 }
 

@@ -61,7 +61,7 @@ impl Proxy {
             .unwrap();
         let socket = dir.join("proxy.sock");
         let far = Address::Unix(far.1.clone());
-        let (proxy, listener) = runtime.block_on(async {
+        let proxy = runtime.block_on(async {
             let digest = if known {
                 let mut c = NbdClient::connect(&far, "disk0").await.unwrap();
                 let d = delta::digest(&mut c, |_| {}).await.unwrap();
@@ -76,10 +76,10 @@ impl Proxy {
                 digest,
             };
             let proxy = DeltaProxy::new([("disk0".to_string(), export)]);
-            (proxy, tokio::net::UnixListener::bind(&socket).unwrap())
+            proxy.listen(&socket).unwrap();
+            proxy
         });
         let stats = proxy.stats();
-        runtime.spawn(async move { proxy.serve(listener).await });
         Proxy {
             socket,
             stats,

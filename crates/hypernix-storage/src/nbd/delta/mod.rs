@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -184,8 +185,20 @@ impl DeltaProxy {
         self.stats.clone()
     }
 
-    /// Accepts connections on `listener` until dropped, each on its own task.
-    pub async fn serve(&self, listener: UnixListener) -> io::Result<()> {
+    /// Listens on the unix socket `socket` (replacing a stale one) and serves each
+    /// connection on its own task until the returned task is aborted; needs a tokio runtime.
+    pub fn listen(&self, socket: &Path) -> io::Result<tokio::task::JoinHandle<()>> {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket)?;
+        let this = self.clone();
+        Ok(tokio::spawn(async move {
+            if let Err(e) = this.serve(listener).await {
+                tracing::warn!("migration proxy: {e}");
+            }
+        }))
+    }
+
+    async fn serve(&self, listener: UnixListener) -> io::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let this = self.clone();
