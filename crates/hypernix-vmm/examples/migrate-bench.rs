@@ -4,72 +4,30 @@
 //!
 //! `cargo run --release -p hypernix-vmm --example migrate-bench -- [--rounds N] [--json]`
 
-use std::path::Path;
+mod bench;
+
 use std::time::Duration;
 
+use bench::{empty_disk, ready, spec};
+use hypernix_vmm::Vm;
 use hypernix_vmm::migrate::{self, Endpoint, Incoming, Options};
-use hypernix_vmm::{Disk, DiskFormat, DiskSource, Vm, VmSpec};
 use tokio::io::AsyncWriteExt;
+
+/// The guest's memory.
+const MEMORY: u64 = 512 << 20;
 
 /// Dirties 64 MiB of guest memory (a tmpfs file) over and over.
 const BUSY: &str =
     "(while true; do yes hypernix-dirty-page | head -c 67108864 > /dev/shm/blob; done) & true\n";
 
-async fn spec(name: &str, disk: &Path, incoming: bool) -> VmSpec {
-    let cache = Path::new("/var/tmp/hypernix-images/test-guest");
-    let guest = hypernix_vmm::ensure_test_guest(cache).expect("the test guest builds");
-    VmSpec {
-        name: name.into(),
-        uuid: None,
-        vcpus: 1,
-        max_vcpus: 1,
-        memory_bytes: 512 << 20,
-        balloon: false,
-        boot: guest.boot(name).expect("a valid name"),
-        disks: vec![Disk {
-            source: DiskSource::File {
-                path: disk.to_path_buf(),
-                format: DiskFormat::Raw,
-            },
-            read_only: false,
-            serial: None,
-        }],
-        cdroms: vec![],
-        nics: vec![],
-        accel: hypernix_vmm::accel::probe().await.accel,
-        hardened: false,
-        extra_args: if incoming {
-            vec!["-incoming".into(), "defer".into(), "-S".into()]
-        } else {
-            vec![]
-        },
-    }
-}
-
-fn disk(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("disk.raw");
-    std::fs::File::create(&path)
-        .and_then(|f| f.set_len(256 << 20))
-        .expect("disk");
-    path
-}
-
-async fn ready(dir: &Path) {
-    for _ in 0..1200 {
-        let log = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-        if log.contains("HYPERNIX-READY") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the guest did not boot");
-}
-
 async fn round(busy: bool, multifd: Option<u8>) -> migrate::Report {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let src = Vm::spawn(&spec("bench", &disk(a.path()), false).await, a.path())
-        .await
-        .expect("source");
+    let src = Vm::spawn(
+        &spec(MEMORY, &empty_disk(a.path(), 256 << 20), false).await,
+        a.path(),
+    )
+    .await
+    .expect("source");
     ready(a.path()).await;
     if busy {
         let mut console = tokio::net::UnixStream::connect(src.run_dir().console_socket())
@@ -80,9 +38,12 @@ async fn round(busy: bool, multifd: Option<u8>) -> migrate::Report {
         console.write_all(BUSY.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let dst = Vm::spawn(&spec("bench", &disk(b.path()), true).await, b.path())
-        .await
-        .expect("destination");
+    let dst = Vm::spawn(
+        &spec(MEMORY, &empty_disk(b.path(), 256 << 20), true).await,
+        b.path(),
+    )
+    .await
+    .expect("destination");
     let incoming = Incoming {
         nbd: Endpoint::Unix(b.path().join("nbd.sock")),
         migration: Endpoint::Unix(b.path().join("mig.sock")),

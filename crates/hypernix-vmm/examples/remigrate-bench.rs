@@ -11,50 +11,25 @@
 //!
 //! `cargo run --release -p hypernix-vmm --example remigrate-bench -- [--json]`
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bench::{empty_disk, ready, spec};
 use hypernix_storage::nbd::client::Address;
 use hypernix_storage::nbd::delta::{self, DeltaExport, DeltaProxy, DeltaStats};
+use hypernix_vmm::Vm;
 use hypernix_vmm::migrate::{self, Endpoint, Incoming, Options};
-use hypernix_vmm::{Disk, DiskFormat, DiskSource, Vm, VmSpec};
 use serde_json::json;
+
+/// The guest's memory.
+const MEMORY: u64 = 256 << 20;
 
 const DISK: u64 = 1 << 30;
 const DATA: usize = 256 << 20;
-
-async fn spec(disk: &Path, incoming: bool) -> VmSpec {
-    let cache = Path::new("/var/tmp/hypernix-images/test-guest");
-    let guest = hypernix_vmm::ensure_test_guest(cache).expect("the test guest builds");
-    VmSpec {
-        name: "bench".into(),
-        uuid: None,
-        vcpus: 1,
-        max_vcpus: 1,
-        memory_bytes: 256 << 20,
-        balloon: false,
-        boot: guest.boot("bench").expect("a valid name"),
-        disks: vec![Disk {
-            source: DiskSource::File {
-                path: disk.to_path_buf(),
-                format: DiskFormat::Raw,
-            },
-            read_only: false,
-            serial: None,
-        }],
-        cdroms: vec![],
-        nics: vec![],
-        accel: hypernix_vmm::accel::probe().await.accel,
-        hardened: false,
-        extra_args: if incoming {
-            vec!["-incoming".into(), "defer".into(), "-S".into()]
-        } else {
-            vec![]
-        },
-    }
-}
 
 /// A sparse 1 GiB raw disk with 256 MiB of random data in 16 MiB runs every 64 MiB.
 fn seeded_disk(dir: &Path) -> PathBuf {
@@ -79,25 +54,6 @@ fn seeded_disk(dir: &Path) -> PathBuf {
     path
 }
 
-fn empty_disk(dir: &Path) -> PathBuf {
-    let path = dir.join("disk.raw");
-    std::fs::File::create(&path)
-        .and_then(|f| f.set_len(DISK))
-        .expect("disk");
-    path
-}
-
-async fn ready(dir: &Path) {
-    for _ in 0..1200 {
-        let log = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-        if log.contains("HYPERNIX-READY") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the guest did not boot");
-}
-
 /// What one migration cost.
 struct Cost {
     digest_ms: u64,
@@ -120,7 +76,7 @@ enum Way {
 /// Migrates `src` into a new QEMU on `disk` (in `dir`) the `way` given; answers the
 /// destination and the cost (for `Direct`, `sent` is the mirror's count, zeros included).
 async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, way: Way) -> (Vm, Cost) {
-    let dst = Vm::spawn(&spec(disk, true).await, dir)
+    let dst = Vm::spawn(&spec(MEMORY, disk, true).await, dir)
         .await
         .expect("destination");
     let nbd = dir.join("nbd.sock");
@@ -182,14 +138,14 @@ async fn migrate_into(src: &Vm, dir: &Path, disk: &Path, way: Way) -> (Vm, Cost)
 async fn round(rewritten_mib: u64) -> (Cost, Cost, Cost, Cost) {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = seeded_disk(dirs[0].path());
-    let src = Vm::spawn(&spec(&a, false).await, dirs[0].path())
+    let src = Vm::spawn(&spec(MEMORY, &a, false).await, dirs[0].path())
         .await
         .expect("source");
     ready(dirs[0].path()).await;
     let (on_b, first) = migrate_into(
         &src,
         dirs[1].path(),
-        &empty_disk(dirs[1].path()),
+        &empty_disk(dirs[1].path(), DISK),
         Way::Incremental,
     )
     .await;
