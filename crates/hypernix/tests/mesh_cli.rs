@@ -203,27 +203,12 @@ fn a_node_joins_with_a_token_shows_its_roles_and_leaves() {
              hypervisor.compute.units.two = { resources.memory.size = "128Mi"; }; }"#,
     );
     n1.json(&["apply", "--json", f.to_str().unwrap()]);
-    let on_node = |s: &serde_json::Value, id: u64| -> Vec<String> {
-        s["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["id"] == id)
-            .flat_map(|n| {
-                n["units"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|u| u.as_str().unwrap().to_string())
-            })
-            .collect()
-    };
     let moving = wait_until(
         Duration::from_secs(20),
         "a unit placed on each node",
         || {
             let s = n1.json(&["mesh", "status", "--json"]);
-            let (a, b) = (on_node(&s, 1), on_node(&s, 2));
+            let (a, b) = (kit::units_on(&s, 1), kit::units_on(&s, 2));
             (a.len() == 1 && b.len() == 1).then(|| b[0].clone())
         },
     );

@@ -19,10 +19,6 @@ const UNIT: &str = r#"{
   hypervisor.compute.units.stays = { resources.memory.size = "128Mi"; };
 }"#;
 
-fn node(dir: &Path, id: u32, mesh: &str, join: Option<(&str, &str)>) -> TestDaemon {
-    node_with(dir, id, mesh, join, "")
-}
-
 /// A node whose `hypervisor.mesh` also holds `extra`.
 fn node_with(
     dir: &Path,
@@ -66,15 +62,20 @@ fn region(d: &TestDaemon) -> Vec<u8> {
 
 /// Two nodes of one cluster, the second joined to the first.
 fn cluster(files: &Path) -> (TestDaemon, TestDaemon) {
+    cluster_with(files, "")
+}
+
+/// Two nodes of one cluster whose `hypervisor.mesh` also holds `extra`.
+fn cluster_with(files: &Path, extra: &str) -> (TestDaemon, TestDaemon) {
     let (m1, m2) = (
         format!("127.0.0.1:{}", kit::mesh_port()),
         format!("127.0.0.1:{}", kit::mesh_port()),
     );
-    let n1 = node(files, 1, &m1, None);
+    let n1 = node_with(files, 1, &m1, None, extra);
     let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)
         .trim()
         .to_string();
-    let n2 = node(files, 2, &m2, Some((&m1, &token)));
+    let n2 = node_with(files, 2, &m2, Some((&m1, &token)), extra);
     (n1, n2)
 }
 
@@ -90,26 +91,10 @@ fn placed<'a>(
     // Least-loaded puts one unit on each node; which one runs `mover` varies.
     let (src, dst) = wait_until(Duration::from_secs(30), "both units placed", || {
         let s = n1.json(&["mesh", "status", "--json"]);
-        let on = |id: u64| -> Vec<String> {
-            s["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|n| n["id"] == id)
-                .flat_map(|n| {
-                    n["units"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|u| u.as_str().unwrap().to_string())
-                })
-                .collect()
-        };
-        let (a, b) = (on(1), on(2));
-        if a.len() + b.len() < 2 {
+        if kit::placement(&s).len() < 2 {
             return None;
         }
-        Some(if a.contains(&"mover".to_string()) {
+        Some(if kit::node_of(&s, "mover") == Some(1) {
             (n1, n2)
         } else {
             (n2, n1)
@@ -175,13 +160,11 @@ fn a_running_unit_moves_to_another_node_and_keeps_counting() {
     assert_eq!(moved["state"], "RUNNING", "{moved}");
     assert_eq!(moved["ready"], true, "{moved}");
     let s = src.json(&["mesh", "status", "--json"]);
-    let holder = s["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["units"].as_array().unwrap().iter().any(|u| u == "mover"))
-        .unwrap();
-    assert_eq!(holder["id"].to_string(), to, "{s}");
+    assert_eq!(
+        kit::node_of(&s, "mover").map(|n| n.to_string()).as_deref(),
+        Some(to),
+        "{s}"
+    );
     wait_until(Duration::from_secs(15), "the source's QEMU gone", || {
         qemu_pids(&src.state().join("units/mover"))
             .is_empty()
@@ -354,29 +337,20 @@ fn a_destination_whose_source_went_silent_mid_migration_drops_its_waiting_qemu()
 fn source_dies_mid_migration(death: Death, why: &str) {
     let _g = heavy();
     let files = tempfile::tempdir().unwrap();
-    let (m1, m2) = (
-        format!("127.0.0.1:{}", kit::mesh_port()),
-        format!("127.0.0.1:{}", kit::mesh_port()),
-    );
     // Two nodes: without failover and fencing for the test's length, the survivor keeps
     // its units though it lost its quorum, and nothing is placed anew.
     let patient = r#"coordination.failover = { fence = "240s"; grace = "300s"; };"#;
-    let n1 = node_with(files.path(), 1, &m1, None, patient);
-    let token = kit::text(&n1.cli(&["mesh", "token"]).stdout)
-        .trim()
-        .to_string();
-    let n2 = node_with(files.path(), 2, &m2, Some((&m1, &token)), patient);
+    let (n1, n2) = cluster_with(files.path(), patient);
     let f = n1.config("units.nix", STUCK);
     n1.json(&["apply", "--json", f.to_str().unwrap()]);
     let mut nodes = [n1, n2];
     let src = wait_until(Duration::from_secs(60), "mover placed", || {
         let s = nodes[0].json(&["mesh", "status", "--json"]);
-        let holder = s["nodes"].as_array()?.iter().find(|n| {
-            n["units"]
-                .as_array()
-                .is_some_and(|u| u.iter().any(|u| u == "mover"))
-        })?;
-        Some(if holder["id"] == 1 { 0 } else { 1 })
+        Some(if kit::node_of(&s, "mover")? == 1 {
+            0
+        } else {
+            1
+        })
     });
     let dst = 1 - src;
     wait_until(Duration::from_secs(30), "mover listed on its node", || {

@@ -61,18 +61,6 @@ fn status(d: &TestDaemon) -> Value {
     d.json(&["mesh", "status", "--json"])
 }
 
-/// unit → node id, from a status.
-fn placement(s: &Value) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for n in s["nodes"].as_array().unwrap() {
-        for u in n["units"].as_array().unwrap() {
-            out.push((u.as_str().unwrap().to_string(), n["id"].as_u64().unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Units running on a daemon (by its own `units` list).
 fn running(d: &TestDaemon) -> Vec<String> {
     let mut names: Vec<String> = d
@@ -186,7 +174,7 @@ fn a_cluster_places_units_on_workers_fails_over_a_dead_worker_and_fences_without
     let f = n3.config("units.nix", UNITS);
     n3.json(&["apply", "--json", f.to_str().unwrap()]);
     let placed = wait_until(Duration::from_secs(30), "every unit placed", || {
-        let p = placement(&status(&n1));
+        let p = kit::placement(&status(&n1));
         (p.len() == 3).then_some(p)
     });
     assert!(

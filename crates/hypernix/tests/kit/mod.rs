@@ -311,6 +311,35 @@ impl Drop for NatsServer {
     }
 }
 
+/// Each placed unit and the node running it, from `hypernix mesh status --json`, sorted.
+pub fn placement(status: &Value) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for n in status["nodes"].as_array().unwrap() {
+        for u in n["units"].as_array().unwrap() {
+            out.push((u.as_str().unwrap().to_string(), n["id"].as_u64().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The units node `id` runs, from `hypernix mesh status --json`.
+pub fn units_on(status: &Value, id: u64) -> Vec<String> {
+    placement(status)
+        .into_iter()
+        .filter(|(_, n)| *n == id)
+        .map(|(u, _)| u)
+        .collect()
+}
+
+/// The node running `unit`, from `hypernix mesh status --json`.
+pub fn node_of(status: &Value, unit: &str) -> Option<u64> {
+    placement(status)
+        .into_iter()
+        .find(|(u, _)| u == unit)
+        .map(|(_, n)| n)
+}
+
 /// A loopback port free for TCP and UDP, with the next port free for TCP: a mesh node
 /// serves Raft (TCP) and gossip (UDP) on it, and joins on the next port.
 pub fn mesh_port() -> u16 {
